@@ -1,0 +1,26 @@
+# DiGA reproducibility pipeline: data -> translator -> warm-up -> pseudo-labels -> centroids ->
+# self-training rounds -> evaluation -> result table. Stage rules call the `diga` CLI.
+from snakemake.utils import min_version, validate
+
+min_version("9.0")
+
+
+configfile: "config/config.yaml"
+
+
+validate(config, "workflow/schemas/config.schema.yaml")
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/data.smk"
+include: "workflow/rules/translator.smk"
+include: "workflow/rules/baselines.smk"
+include: "workflow/rules/warmup.smk"
+include: "workflow/rules/selftrain.smk"
+include: "workflow/rules/evaluate.smk"
+
+
+rule all:
+    default_target: True
+    input:
+        table_outputs(),

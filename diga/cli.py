@@ -1,0 +1,130 @@
+"""The diga command: one sub-command per pipeline stage (each Snakemake rule calls one)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from diga import config as config_module
+
+
+def _common(parser: argparse.ArgumentParser, seed: bool = True) -> None:
+    parser.add_argument("--config", required=True,
+                        help="config YAML/JSON file, or an inline JSON object (what the Snakemake rules pass)")
+    if seed:
+        parser.add_argument("--seed", type=int, required=True, help="training seed")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="diga", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("make-toy", help="generate the ToyCity benchmark (source and target domains)")
+    _common(p, seed=False)
+    p.add_argument("--out", required=True, help="dataset folder to (re)create, e.g. resources/toycity")
+
+    p = sub.add_parser("translator", help="train the source-to-target image translator")
+    _common(p)
+    p.add_argument("--out-dir", required=True, type=Path)
+
+    for name, help_text in (("source-only", "CE on source only (baseline)"),
+                            ("oracle", "CE on target-train labels (upper bound; ToyCity only)")):
+        p = sub.add_parser(name, help=help_text)
+        _common(p)
+        p.add_argument("--out-dir", required=True, type=Path)
+
+    p = sub.add_parser("warmup", help="warm-up: source CE + symmetric distillation with the cross-domain mixture")
+    _common(p)
+    p.add_argument("--translator", required=True, type=Path)
+    p.add_argument("--out-dir", required=True, type=Path)
+
+    p = sub.add_parser("pseudolabels", help="offline pseudo-labels of target train from a stage's model")
+    _common(p, seed=False)
+    p.add_argument("--checkpoint", required=True, type=Path)
+    p.add_argument("--out-dir", required=True, type=Path)
+    p.add_argument("--summary", required=True, type=Path)
+
+    p = sub.add_parser("centroids", help="class feature centroids on target train from a stage's model")
+    _common(p, seed=False)
+    p.add_argument("--checkpoint", required=True, type=Path)
+    p.add_argument("--out", required=True, type=Path)
+
+    p = sub.add_parser("selftrain", help="one self-training round with bilateral-consensus selection")
+    _common(p)
+    p.add_argument("--round", required=True, type=int)
+    p.add_argument("--init", required=True, type=Path, help="checkpoint of the previous stage")
+    p.add_argument("--translator", required=True, type=Path)
+    p.add_argument("--pseudolabels", required=True, type=Path)
+    p.add_argument("--centroids", required=True, type=Path)
+    p.add_argument("--out-dir", required=True, type=Path)
+
+    p = sub.add_parser("evaluate", help="per-class IoU and mIoU of a stage's model on target val")
+    _common(p)
+    p.add_argument("--checkpoint", required=True, type=Path)
+    p.add_argument("--stage", required=True)
+    p.add_argument("--out", required=True, type=Path)
+
+    p = sub.add_parser("table", help="the result table over stages and seeds")
+    _common(p, seed=False)
+    p.add_argument("--metrics", nargs="+", required=True, type=Path)
+    p.add_argument("--out-md", required=True, type=Path)
+    p.add_argument("--out-csv", required=True, type=Path)
+    return parser
+
+
+def run(args: argparse.Namespace) -> None:
+    settings = config_module.load(args.config)
+    command = args.command
+    if command == "make-toy":
+        from diga.data.toycity import ToyCitySpec, write_toycity
+
+        write_toycity(ToyCitySpec(**settings["toycity"]), args.out)
+    elif command == "translator":
+        from diga.train.translator import train_translator
+
+        train_translator(settings, args.seed, args.out_dir)
+    elif command in ("source-only", "oracle"):
+        from diga.train.supervised import train_supervised
+
+        train_supervised(settings, args.seed, command.replace("-", "_"), args.out_dir)
+    elif command == "warmup":
+        from diga.train.warmup import train_warmup
+
+        train_warmup(settings, args.seed, args.translator, args.out_dir)
+    elif command == "pseudolabels":
+        from diga.infer.pseudolabel import make_pseudolabels
+
+        make_pseudolabels(settings, args.checkpoint, args.out_dir, args.summary)
+    elif command == "centroids":
+        from diga.infer.centroids import compute_centroids
+
+        compute_centroids(settings, args.checkpoint, args.out)
+    elif command == "selftrain":
+        from diga.train.selftrain import train_selftrain
+
+        train_selftrain(settings, args.seed, args.round, args.init, args.translator, args.pseudolabels,
+                        args.centroids, args.out_dir)
+    elif command == "evaluate":
+        from diga.infer.evaluate import evaluate_checkpoint
+
+        evaluate_checkpoint(settings, args.checkpoint, args.stage, args.seed, args.out)
+    elif command == "table":
+        from diga.report.tables import write_table
+
+        write_table(args.metrics, args.out_md, args.out_csv, settings["benchmark"])
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        run(args)
+    except (config_module.ConfigError, FileNotFoundError, ValueError, RuntimeError) as error:
+        # Known failure modes carry their own fix in the message; no traceback noise.
+        print(f"diga {args.command}: error: {error}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,106 @@
+"""One loader for every prepared dataset: a list file of 'image label' lines relative to a domain root.
+
+ToyCity (diga make-toy) and the prepared real datasets share this layout, so the method never
+knows which benchmark it runs on.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from torch.utils.data import Dataset
+
+from diga.data.labels import IGNORE_INDEX, check_label_ids
+
+
+class MissingDatasetError(FileNotFoundError):
+    """A dataset folder or list file that is not where the config says."""
+
+
+def read_list(root: Path, list_file: str) -> list[tuple[Path, Path | None]]:
+    """Parse a list file into (image, label) paths; the label column is optional (target train without labels)."""
+    path = root / list_file
+    if not root.is_dir():
+        raise MissingDatasetError(
+            f"dataset folder {root} does not exist. Build it first (ToyCity: `diga make-toy` or "
+            "`snakemake make_toy`; real data: the data rules), or fix data.*.root in the config."
+        )
+    if not path.is_file():
+        raise MissingDatasetError(f"list file {path} does not exist; check data.*_list in the config")
+    pairs = []
+    for number, line in enumerate(path.read_text().splitlines(), start=1):
+        fields = line.split()
+        if not fields:
+            continue
+        if len(fields) > 2:
+            raise ValueError(f"{path}:{number}: expected 'image [label]', got {line!r}")
+        pairs.append((root / fields[0], root / fields[1] if len(fields) == 2 else None))
+    if not pairs:
+        raise MissingDatasetError(f"list file {path} is empty")
+    return pairs
+
+
+def load_image(path: Path) -> torch.Tensor:
+    """An RGB image as a float tensor 3xHxW in [0, 1]."""
+    try:
+        with Image.open(path) as image:
+            array = np.asarray(image.convert("RGB"), dtype=np.uint8)
+    except FileNotFoundError:
+        raise MissingDatasetError(f"image {path} is listed but missing; regenerate or re-prepare the dataset") from None
+    return torch.from_numpy(array.copy()).permute(2, 0, 1).float().div_(255.0)
+
+
+def load_label(path: Path, num_classes: int) -> torch.Tensor:
+    """A trainId label map as a long tensor HxW, checked for ids outside the class range."""
+    try:
+        with Image.open(path) as image:
+            array = np.asarray(image, dtype=np.uint8)
+    except FileNotFoundError:
+        raise MissingDatasetError(f"label {path} is listed but missing; regenerate or re-prepare the dataset") from None
+    if array.ndim != 2:
+        raise ValueError(f"{path}: label images must be single-channel trainId maps, got shape {array.shape}")
+    check_label_ids(array, num_classes, str(path))
+    return torch.from_numpy(array.astype(np.int64))
+
+
+class SegmentationList(Dataset):
+    """Images (and optionally labels) of one split of one domain.
+
+    `extra_label_dir`: a folder of pseudo-label PNGs named `<image stem>.png`, returned as 'pseudo'.
+    """
+
+    def __init__(self, root: str | Path, list_file: str, num_classes: int, with_labels: bool = True,
+                 extra_label_dir: str | Path | None = None):
+        self.root = Path(root)
+        self.pairs = read_list(self.root, list_file)
+        self.num_classes = num_classes
+        self.with_labels = with_labels
+        if with_labels and any(label is None for _, label in self.pairs):
+            raise ValueError(f"{self.root / list_file} lists images without labels, but labels are required")
+        self.extra_label_dir = Path(extra_label_dir) if extra_label_dir else None
+        if self.extra_label_dir is not None and not self.extra_label_dir.is_dir():
+            raise MissingDatasetError(f"pseudo-label folder {self.extra_label_dir} does not exist; run the pseudolabels rule")
+
+    def __len__(self) -> int:
+        return len(self.pairs)
+
+    def name(self, index: int) -> str:
+        return self.pairs[index][0].stem
+
+    def __getitem__(self, index: int) -> dict:
+        image_path, label_path = self.pairs[index]
+        item = {"image": load_image(image_path), "index": index}
+        height, width = item["image"].shape[1:]
+        if self.with_labels:
+            item["label"] = load_label(label_path, self.num_classes)
+        else:
+            item["label"] = torch.full((height, width), IGNORE_INDEX, dtype=torch.long)
+        if self.extra_label_dir is not None:
+            item["pseudo"] = load_label(self.extra_label_dir / f"{image_path.stem}.png", self.num_classes)
+        for key in ("label", "pseudo"):
+            if key in item and tuple(item[key].shape) != (height, width):
+                raise ValueError(f"{image_path}: {key} size {tuple(item[key].shape)} != image size {(height, width)}")
+        return item

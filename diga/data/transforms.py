@@ -1,0 +1,81 @@
+"""Geometric crops (shared by an image and its label maps) and the photometric augmentation."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+import torchvision.transforms.v2.functional as TF
+
+from diga.data.labels import IGNORE_INDEX
+
+
+def random_scale_crop_flip(item: dict, crop: tuple[int, int], scale: tuple[float, float],
+                           generator: torch.Generator) -> dict:
+    """Rescale by U(scale), pad (ignore label) to the crop if needed, random crop, random horizontal flip.
+
+    Every label-like entry ('label', 'pseudo') gets the same geometry as the image.
+    """
+    image = item["image"]
+    label_keys = [k for k in ("label", "pseudo") if k in item]
+    height, width = image.shape[1:]
+    factor = scale[0] + (scale[1] - scale[0]) * torch.rand((), generator=generator).item()
+    new_h, new_w = max(1, round(height * factor)), max(1, round(width * factor))
+    image = F.interpolate(image[None], size=(new_h, new_w), mode="bilinear", align_corners=False)[0]
+    labels = {k: F.interpolate(item[k][None, None].float(), size=(new_h, new_w), mode="nearest")[0, 0].long()
+              for k in label_keys}
+    crop_h, crop_w = crop
+    pad_h, pad_w = max(0, crop_h - new_h), max(0, crop_w - new_w)
+    if pad_h or pad_w:
+        image = F.pad(image, (0, pad_w, 0, pad_h), value=0.0)
+        labels = {k: F.pad(v, (0, pad_w, 0, pad_h), value=IGNORE_INDEX) for k, v in labels.items()}
+    top = int(torch.randint(0, image.shape[1] - crop_h + 1, (), generator=generator))
+    left = int(torch.randint(0, image.shape[2] - crop_w + 1, (), generator=generator))
+    image = image[:, top:top + crop_h, left:left + crop_w]
+    labels = {k: v[top:top + crop_h, left:left + crop_w] for k, v in labels.items()}
+    if torch.rand((), generator=generator).item() < 0.5:
+        image = image.flip(-1)
+        labels = {k: v.flip(-1) for k, v in labels.items()}
+    out = dict(item, image=image.contiguous())
+    out.update({k: v.contiguous() for k, v in labels.items()})
+    return out
+
+
+def _uniform(low: float, high: float, generator: torch.Generator) -> float:
+    return low + (high - low) * torch.rand((), generator=generator).item()
+
+
+def _happens(p: float, generator: torch.Generator) -> bool:
+    return torch.rand((), generator=generator).item() < p
+
+
+def photometric_augment(images: torch.Tensor, settings: dict, generator: torch.Generator) -> torch.Tensor:
+    """Colour jitter, random grayscale, Gaussian blur and sharpness, per image, on [0, 1] RGB (B x 3 x H x W).
+
+    The official code runs these on normalised BGR tensors (a quirk); we apply them where they are defined.
+    """
+    out = []
+    for image in images:
+        if _happens(settings["jitter_p"], generator):
+            b, c, s, h = settings["brightness"], settings["contrast"], settings["saturation"], settings["hue"]
+            image = TF.adjust_brightness(image, _uniform(max(0.0, 1 - b), 1 + b, generator))
+            image = TF.adjust_contrast(image, _uniform(max(0.0, 1 - c), 1 + c, generator))
+            image = TF.adjust_saturation(image, _uniform(max(0.0, 1 - s), 1 + s, generator))
+            if h > 0:
+                image = TF.adjust_hue(image, _uniform(-h, h, generator))
+        if _happens(settings["grayscale_p"], generator):
+            image = TF.rgb_to_grayscale(image, num_output_channels=3)
+        if _happens(settings["blur_p"], generator):
+            sigma = settings["blur_sigma"]
+            kernel = 2 * math.ceil(2 * sigma) + 1
+            image = TF.gaussian_blur(image, kernel_size=[kernel, kernel], sigma=[sigma, sigma])
+        if _happens(settings["sharpness_p"], generator):
+            image = TF.adjust_sharpness(image, 1 + settings["sharpness"])
+        out.append(image.clamp(0, 1))
+    return torch.stack(out)
+
+
+def blend_augment(images: torch.Tensor, settings: dict, beta: float, generator: torch.Generator) -> torch.Tensor:
+    """beta * augment(x) + (1 - beta) * x: the method's photometric view (beta 0.4 warm-up, 0.3 self-training)."""
+    return beta * photometric_augment(images, settings, generator) + (1 - beta) * images

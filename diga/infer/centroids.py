@@ -1,0 +1,33 @@
+"""Class feature centroids of the target domain, from the model's own predictions (no labels)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from diga.atomic import save_torch
+from diga.method.selection import class_means, update_centroids_cumulative
+from diga.provenance import provenance
+from diga.train.common import device_for, load_segmenter, target_train
+
+
+@torch.no_grad()
+def compute_centroids(settings: dict, checkpoint: Path, out_path: Path) -> torch.Tensor:
+    """Running mean, per class, of each image's mean head feature over the pixels predicted as that class."""
+    device = device_for(settings)
+    model = load_segmenter(checkpoint, device).eval()
+    dataset = target_train(settings, with_labels=False)
+    cfg, num_classes = settings["centroids"], settings["data"]["num_classes"]
+    centroids = counts = None
+    for _ in range(cfg["epochs"]):
+        for index in range(len(dataset)):
+            output = model(dataset[index]["image"][None].to(device))
+            if centroids is None:
+                centroids = torch.zeros(num_classes, output.feat.shape[1], device=device)
+                counts = torch.zeros(num_classes, dtype=torch.long, device=device)
+            means, present = class_means(output.feat, output.logits.argmax(1), num_classes, cfg["min_pixels"])
+            centroids, counts = update_centroids_cumulative(centroids, counts, means, present, cfg["count_cap"])
+    save_torch(out_path, {"centroids": centroids.cpu(), "valid": (counts > 0).cpu(), "counts": counts.cpu(),
+                          "provenance": provenance(settings)})
+    return centroids

@@ -1,0 +1,60 @@
+"""Evaluate a stage's model on target val: per-class IoU, mIoU and pixel accuracy, as a metrics JSON."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from diga.atomic import write_json
+from diga.data.labels import CLASS_NAMES
+from diga.infer.metrics import confusion_matrix, iou_per_class, mean_iou, pixel_accuracy
+from diga.infer.predict import multiscale_logits
+from diga.provenance import provenance
+from diga.train.common import device_for, load_segmenter, target_val
+
+
+@torch.no_grad()
+def confusion_on_val(settings: dict, model: torch.nn.Module, device: torch.device) -> np.ndarray:
+    dataset = target_val(settings)
+    num_classes = settings["data"]["num_classes"]
+    confusion = torch.zeros(num_classes, num_classes, dtype=torch.long)
+    batch = settings["evaluate"]["batch"]
+    for start in range(0, len(dataset), batch):
+        items = [dataset[i] for i in range(start, min(start + batch, len(dataset)))]
+        shapes = {tuple(item["image"].shape) for item in items}
+        groups = [items] if len(shapes) == 1 else [[item] for item in items]  # mixed sizes: one at a time
+        for group in groups:
+            images = torch.stack([item["image"] for item in group]).to(device)
+            prediction = multiscale_logits(model, images, settings["evaluate"]["scales"]).argmax(1).cpu()
+            confusion += confusion_matrix(prediction, torch.stack([item["label"] for item in group]), num_classes)
+        if (start // batch + 1) % 50 == 0:
+            print(f"[evaluate] {start + len(items)}/{len(dataset)} images", file=sys.stderr, flush=True)
+    return confusion.numpy()
+
+
+def metrics_from_confusion(confusion: np.ndarray) -> dict:
+    names = CLASS_NAMES[: confusion.shape[0]]
+    ious = iou_per_class(confusion)
+    return {
+        "per_class_iou": {name: (None if np.isnan(v) else round(100 * float(v), 4)) for name, v in zip(names, ious)},
+        "miou": round(100 * mean_iou(confusion), 4),
+        "pixel_accuracy": round(100 * pixel_accuracy(confusion), 4),
+    }
+
+
+def evaluate_checkpoint(settings: dict, checkpoint: Path, stage: str, seed: int, out_path: Path) -> dict:
+    device = device_for(settings)
+    state = torch.load(checkpoint, map_location="cpu", weights_only=False)
+    model = load_segmenter(checkpoint, device, "student").eval()
+    confusion = confusion_on_val(settings, model, device)
+    result = {"benchmark": settings["benchmark"], "stage": stage, "seed": seed, "model": "student",
+              **metrics_from_confusion(confusion), "confusion": confusion.tolist()}
+    if state.get("teacher") is not None:  # the EMA teacher, for reference
+        teacher = load_segmenter(checkpoint, device, "teacher").eval()
+        result["teacher_miou"] = metrics_from_confusion(confusion_on_val(settings, teacher, device))["miou"]
+    result["provenance"] = provenance(settings)
+    write_json(out_path, result)
+    return result

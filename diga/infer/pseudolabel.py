@@ -1,0 +1,54 @@
+"""Offline pseudo-labels for the target-train images: argmax of the multi-scale max logits, no threshold."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from diga.atomic import atomic_dir, write_json
+from diga.data.labels import CLASS_NAMES, IGNORE_INDEX, palette_bytes
+from diga.infer.metrics import confusion_matrix, iou_per_class, pixel_accuracy
+from diga.provenance import provenance
+from diga.train.common import device_for, load_segmenter, target_train
+
+
+def save_label_png(label: np.ndarray, path: Path) -> None:
+    """An 8-bit palette PNG whose pixel index is the trainId (Cityscapes colours)."""
+    image = Image.fromarray(label.astype(np.uint8), mode="P")
+    image.putpalette(palette_bytes())
+    image.save(path)
+
+
+@torch.no_grad()
+def make_pseudolabels(settings: dict, checkpoint: Path, out_dir: Path, summary_path: Path) -> dict:
+    device = device_for(settings)
+    model = load_segmenter(checkpoint, device).eval()
+    dataset = target_train(settings)
+    num_classes = settings["data"]["num_classes"]
+    confusion = torch.zeros(num_classes, num_classes, dtype=torch.long)
+    counts = np.zeros(num_classes, dtype=np.int64)
+    from diga.infer.predict import multiscale_logits
+
+    with atomic_dir(out_dir) as tmp:
+        for index in range(len(dataset)):
+            item = dataset[index]
+            logits = multiscale_logits(model, item["image"][None].to(device), settings["evaluate"]["scales"])
+            label = logits.argmax(1)[0].cpu()
+            save_label_png(label.numpy(), tmp / f"{dataset.name(index)}.png")
+            counts += np.bincount(label.flatten().numpy(), minlength=num_classes)[:num_classes]
+            if (item["label"] != IGNORE_INDEX).any():
+                confusion += confusion_matrix(label, item["label"], num_classes)
+            if (index + 1) % 100 == 0:
+                print(f"[pseudolabels] {index + 1}/{len(dataset)} images", file=sys.stderr, flush=True)
+    summary = {"images": len(dataset), "class_pixel_share": dict(zip(CLASS_NAMES[:num_classes],
+                                                                     (counts / counts.sum()).round(5).tolist()))}
+    if confusion.sum() > 0:  # only where target-train labels exist (ToyCity); used for diagnostics only
+        summary["pixel_accuracy"] = 100 * pixel_accuracy(confusion.numpy())
+        summary["miou"] = 100 * float(np.nanmean(iou_per_class(confusion.numpy())))
+    summary["provenance"] = provenance(settings)
+    write_json(summary_path, summary)
+    return summary

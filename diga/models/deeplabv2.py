@@ -1,0 +1,183 @@
+"""DeepLabV2: a dilated ResNet (output stride 8) with the ProDA-style ASPP head.
+
+One code path, two sizes chosen by config: ResNet-101 (Bottleneck [3, 4, 23, 3], width 64, head 256 with
+rates 6/12/18/24, the paper's) and a small BasicBlock ResNet for ToyCity on a CPU.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+# Inputs are [0, 1] RGB; the network normalises them itself so that augmentation and mixing stay in image space.
+IMAGE_MEAN = (0.485, 0.456, 0.406)
+IMAGE_STD = (0.229, 0.224, 0.225)
+
+
+class SegOutput(NamedTuple):
+    logits: torch.Tensor  # B x C x h x w, at output stride 8
+    feat: torch.Tensor    # B x D x h x w, the head feature used for class centroids
+
+
+class BasicBlock(nn.Module):
+    expansion = 1
+
+    def __init__(self, in_ch: int, ch: int, stride: int = 1, dilation: int = 1):
+        super().__init__()
+        self.conv1 = nn.Conv2d(in_ch, ch, 3, stride, padding=dilation, dilation=dilation, bias=False)
+        self.bn1 = nn.BatchNorm2d(ch)
+        self.conv2 = nn.Conv2d(ch, ch, 3, 1, padding=dilation, dilation=dilation, bias=False)
+        self.bn2 = nn.BatchNorm2d(ch)
+        self.downsample = _shortcut(in_ch, ch, stride)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = F.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        return F.relu(out + (self.downsample(x) if self.downsample is not None else x))
+
+
+class Bottleneck(nn.Module):
+    """Caffe-style bottleneck as in DeepLabV2: the stride sits in the first 1x1 conv."""
+
+    expansion = 4
+
+    def __init__(self, in_ch: int, ch: int, stride: int = 1, dilation: int = 1):
+        super().__init__()
+        self.conv1 = nn.Conv2d(in_ch, ch, 1, stride, bias=False)
+        self.bn1 = nn.BatchNorm2d(ch)
+        self.conv2 = nn.Conv2d(ch, ch, 3, 1, padding=dilation, dilation=dilation, bias=False)
+        self.bn2 = nn.BatchNorm2d(ch)
+        self.conv3 = nn.Conv2d(ch, ch * 4, 1, bias=False)
+        self.bn3 = nn.BatchNorm2d(ch * 4)
+        self.downsample = _shortcut(in_ch, ch * 4, stride)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = F.relu(self.bn1(self.conv1(x)))
+        out = F.relu(self.bn2(self.conv2(out)))
+        out = self.bn3(self.conv3(out))
+        return F.relu(out + (self.downsample(x) if self.downsample is not None else x))
+
+
+def _shortcut(in_ch: int, out_ch: int, stride: int) -> nn.Module | None:
+    if stride == 1 and in_ch == out_ch:
+        return None
+    return nn.Sequential(nn.Conv2d(in_ch, out_ch, 1, stride, bias=False), nn.BatchNorm2d(out_ch))
+
+
+class DilatedResNet(nn.Module):
+    """ResNet with layer3/layer4 dilated (2, 4) instead of strided: output stride 8."""
+
+    def __init__(self, block: type[nn.Module], layers: list[int], width: int):
+        super().__init__()
+        self.conv1 = nn.Conv2d(3, width, 7, 2, padding=3, bias=False)
+        self.bn1 = nn.BatchNorm2d(width)
+        self.maxpool = nn.MaxPool2d(3, 2, padding=1, ceil_mode=True)
+        self.in_ch = width
+        self.layer1 = self._stage(block, width, layers[0], stride=1, dilation=1)
+        self.layer2 = self._stage(block, width * 2, layers[1], stride=2, dilation=1)
+        self.layer3 = self._stage(block, width * 4, layers[2], stride=1, dilation=2)
+        self.layer4 = self._stage(block, width * 8, layers[3], stride=1, dilation=4)
+        self.out_channels = width * 8 * block.expansion
+
+    def _stage(self, block, ch: int, blocks: int, stride: int, dilation: int) -> nn.Sequential:
+        layers = [block(self.in_ch, ch, stride, dilation)]
+        self.in_ch = ch * block.expansion
+        layers += [block(self.in_ch, ch, 1, dilation) for _ in range(blocks - 1)]
+        return nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.maxpool(F.relu(self.bn1(self.conv1(x))))
+        return self.layer4(self.layer3(self.layer2(self.layer1(x))))
+
+
+class SqueezeExcite(nn.Module):
+    def __init__(self, channels: int, reduction: int):
+        super().__init__()
+        hidden = max(1, channels // reduction)
+        self.fc = nn.Sequential(nn.Linear(channels, hidden), nn.ReLU(inplace=True), nn.Linear(hidden, channels), nn.Sigmoid())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        weights = self.fc(x.mean(dim=(2, 3)))
+        return x * weights[:, :, None, None]
+
+
+class ProdaHead(nn.Module):
+    """Parallel 1x1 and dilated 3x3 branches (conv, GroupNorm, ReLU), concat, SE, 3x3 bottleneck + GN,
+    dropout -> 'feat' (for centroids) -> 1x1 classifier."""
+
+    def __init__(self, in_ch: int, channels: int, rates: list[int], gn_groups: int, se_reduction: int,
+                 dropout: float, num_classes: int):
+        super().__init__()
+        def branch(kernel: int, rate: int) -> nn.Sequential:
+            return nn.Sequential(
+                nn.Conv2d(in_ch, channels, kernel, padding=0 if kernel == 1 else rate, dilation=rate),
+                nn.GroupNorm(gn_groups, channels), nn.ReLU(inplace=True))
+        self.branches = nn.ModuleList([branch(1, 1)] + [branch(3, rate) for rate in rates])
+        merged = channels * len(self.branches)
+        self.se = SqueezeExcite(merged, se_reduction)
+        self.bottleneck = nn.Sequential(nn.Conv2d(merged, channels, 3, padding=1), nn.GroupNorm(gn_groups, channels))
+        self.dropout = nn.Dropout2d(dropout)
+        self.classifier = nn.Conv2d(channels, num_classes, 1, bias=False)
+        nn.init.normal_(self.classifier.weight, std=0.001)
+
+    def forward(self, x: torch.Tensor) -> SegOutput:
+        merged = self.se(torch.cat([b(x) for b in self.branches], dim=1))
+        feat = self.dropout(self.bottleneck(merged))
+        return SegOutput(self.classifier(feat), feat)
+
+
+class DeepLabV2(nn.Module):
+    def __init__(self, backbone: DilatedResNet, head: ProdaHead):
+        super().__init__()
+        self.backbone = backbone
+        self.head = head
+        self.register_buffer("mean", torch.tensor(IMAGE_MEAN).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(IMAGE_STD).view(1, 3, 1, 1), persistent=False)
+
+    def forward(self, images: torch.Tensor) -> SegOutput:
+        return self.head(self.backbone((images - self.mean) / self.std))
+
+    def parameter_groups(self) -> tuple[list[nn.Parameter], list[nn.Parameter]]:
+        """(backbone, head) trainable parameters: the head trains at a multiple of the backbone LR."""
+        backbone = [p for p in self.backbone.parameters() if p.requires_grad]
+        head = [p for p in self.head.parameters() if p.requires_grad]
+        return backbone, head
+
+
+def build_segmenter(model: dict, num_classes: int) -> DeepLabV2:
+    """Build the network a config describes, loading backbone weights when `init` is a path."""
+    block = {"basic": BasicBlock, "bottleneck": Bottleneck}[model["block"]]
+    backbone = DilatedResNet(block, model["layers"], model["width"])
+    head = ProdaHead(backbone.out_channels, model["head_channels"], model["head_rates"], model["gn_groups"],
+                     model["se_reduction"], model["dropout"], num_classes)
+    net = DeepLabV2(backbone, head)
+    net.config = dict(model, num_classes=num_classes)  # stored with checkpoints to rebuild the same network
+    if model["init"] != "random":
+        load_backbone_weights(net, model["init"])
+    if model["freeze_backbone_bn"]:
+        for module in net.backbone.modules():
+            if isinstance(module, nn.BatchNorm2d):
+                module.weight.requires_grad_(False)
+                module.bias.requires_grad_(False)
+    return net
+
+
+def load_backbone_weights(net: DeepLabV2, path: str) -> None:
+    """Load a backbone state dict (keys as in torchvision's ResNet: conv1, bn1, layer1..layer4)."""
+    from pathlib import Path
+
+    if not Path(path).is_file():
+        raise FileNotFoundError(
+            f"model.init points at {path}, which does not exist. Put the initial weights there (README: "
+            "'Initial weights'), or set model.init: random to train from scratch."
+        )
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    state = {k.removeprefix("module.").removeprefix("backbone."): v for k, v in state.items()}
+    wanted = net.backbone.state_dict()
+    matched = {k: v for k, v in state.items() if k in wanted and v.shape == wanted[k].shape}
+    if len(matched) < len(wanted) // 2:
+        raise ValueError(f"{path}: only {len(matched)} of {len(wanted)} backbone tensors match; wrong weights file?")
+    net.backbone.load_state_dict(matched, strict=False)

@@ -1,0 +1,98 @@
+"""The source-to-target image translator: encoder/decoder generators and multi-scale PatchGAN discriminators.
+
+Shape as in the paper's translator (MUNIT-style blocks, instance norm), width and depth set by config.
+Images enter and leave in [0, 1]; internally the generators work on [-1, 1].
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+def _conv(in_ch: int, out_ch: int, kernel: int, stride: int = 1) -> nn.Sequential:
+    return nn.Sequential(
+        nn.ReflectionPad2d(kernel // 2 if stride == 1 else (kernel - stride) // 2 + (kernel - stride) % 2),
+        nn.Conv2d(in_ch, out_ch, kernel, stride), nn.InstanceNorm2d(out_ch, affine=True), nn.ReLU(inplace=True))
+
+
+class ResBlock(nn.Module):
+    def __init__(self, channels: int):
+        super().__init__()
+        self.body = nn.Sequential(
+            nn.ReflectionPad2d(1), nn.Conv2d(channels, channels, 3), nn.InstanceNorm2d(channels, affine=True),
+            nn.ReLU(inplace=True), nn.ReflectionPad2d(1), nn.Conv2d(channels, channels, 3),
+            nn.InstanceNorm2d(channels, affine=True))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.body(x)
+
+
+class Encoder(nn.Module):
+    """7x7 conv, two stride-2 4x4 convs, residual blocks: an image to a content map at 1/4 resolution."""
+
+    def __init__(self, width: int, res_blocks: int):
+        super().__init__()
+        self.net = nn.Sequential(
+            _conv(3, width, 7), _conv(width, width * 2, 4, 2), _conv(width * 2, width * 4, 4, 2),
+            *[ResBlock(width * 4) for _ in range(res_blocks)])
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.net(images * 2 - 1)
+
+
+class Decoder(nn.Module):
+    """Residual blocks, two (nearest upsample + 5x5 conv) stages, 7x7 conv and tanh: a content map to an image."""
+
+    def __init__(self, width: int, res_blocks: int):
+        super().__init__()
+        self.net = nn.Sequential(
+            *[ResBlock(width * 4) for _ in range(res_blocks)],
+            nn.Upsample(scale_factor=2, mode="nearest"), _conv(width * 4, width * 2, 5),
+            nn.Upsample(scale_factor=2, mode="nearest"), _conv(width * 2, width, 5),
+            nn.ReflectionPad2d(3), nn.Conv2d(width, 3, 7), nn.Tanh())
+
+    def forward(self, content: torch.Tensor) -> torch.Tensor:
+        return (self.net(content) + 1) / 2
+
+
+class Generator(nn.Module):
+    """Encoder of one domain + decoder into another: what warm-up and self-training call to translate."""
+
+    def __init__(self, width: int, res_blocks: int):
+        super().__init__()
+        self.encoder = Encoder(width, res_blocks)
+        self.decoder = Decoder(width, res_blocks)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        height, width = images.shape[-2:]
+        pad_h, pad_w = (-height) % 4, (-width) % 4  # the encoder downsamples by 4
+        padded = F.pad(images, (0, pad_w, 0, pad_h), mode="reflect") if pad_h or pad_w else images
+        return self.decoder(self.encoder(padded))[..., :height, :width]
+
+
+class MultiScaleDiscriminator(nn.Module):
+    """PatchGAN (4 stride-2 convs, LeakyReLU, 1x1 out) applied at `scales` image scales (3x3 avg-pool between)."""
+
+    def __init__(self, width: int, scales: int):
+        super().__init__()
+        def patchgan() -> nn.Sequential:
+            layers, in_ch = [], 3
+            for i in range(4):
+                out_ch = width * 2 ** i
+                layers += [nn.Conv2d(in_ch, out_ch, 4, 2, 1), nn.LeakyReLU(0.2, inplace=True)]
+                in_ch = out_ch
+            return nn.Sequential(*layers, nn.Conv2d(in_ch, 1, 1))
+        self.nets = nn.ModuleList([patchgan() for _ in range(scales)])
+
+    def forward(self, images: torch.Tensor) -> list[torch.Tensor]:
+        outputs, x = [], images * 2 - 1
+        for net in self.nets:
+            outputs.append(net(x))
+            x = F.avg_pool2d(x, 3, stride=2, padding=1, count_include_pad=False)
+        return outputs
+
+
+def build_generator(translator: dict) -> Generator:
+    return Generator(translator["width"], translator["res_blocks"])

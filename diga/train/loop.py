@@ -1,0 +1,117 @@
+"""The one training loop: SGD with a 10x head group, poly LR, NaN guard, CSV log and progress."""
+
+from __future__ import annotations
+
+import csv
+import io
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from diga.atomic import write_text
+
+# A step returns the loss terms (summed into the loss) and extra statistics (logged only).
+StepFn = Callable[[int], tuple[dict[str, torch.Tensor], dict[str, float]]]
+
+
+class NonFiniteLossError(RuntimeError):
+    """The loss became NaN or infinite."""
+
+
+def build_optimizer(backbone_params: list[nn.Parameter], head_params: list[nn.Parameter],
+                    optim: dict) -> torch.optim.SGD:
+    """SGD with two groups: the backbone at lr, the head at lr * head_lr_mult."""
+    groups = [
+        {"params": backbone_params, "lr": optim["lr"], "initial_lr": optim["lr"], "name": "backbone"},
+        {"params": head_params, "lr": optim["lr"] * optim["head_lr_mult"],
+         "initial_lr": optim["lr"] * optim["head_lr_mult"], "name": "head"},
+    ]
+    return torch.optim.SGD(groups, lr=optim["lr"], momentum=optim["momentum"], weight_decay=optim["weight_decay"])
+
+
+def poly_factor(iteration: int, total: int, power: float) -> float:
+    """(1 - t / T) ** power."""
+    return (1.0 - iteration / total) ** power
+
+
+def set_poly_lr(optimizer: torch.optim.Optimizer, iteration: int, total: int, power: float) -> float:
+    """Scale every group's initial LR by the poly factor; return the backbone LR."""
+    factor = poly_factor(iteration, total, power)
+    for group in optimizer.param_groups:
+        group["lr"] = group["initial_lr"] * factor
+    return optimizer.param_groups[0]["lr"]
+
+
+class Progress:
+    """A tqdm bar with loss and ETA on a terminal; plain log lines every `every` iterations otherwise."""
+
+    def __init__(self, name: str, total: int, every: int):
+        self.name, self.total, self.every = name, total, every
+        self.start = time.monotonic()
+        self.bar = None
+        if sys.stderr.isatty():
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=total, desc=name, dynamic_ncols=True)
+
+    def update(self, row: dict[str, float]) -> None:
+        shown = {k: v for k, v in row.items() if k != "iteration"}
+        if self.bar is not None:
+            self.bar.set_postfix({k: f"{v:.4g}" for k, v in shown.items()}, refresh=False)
+            self.bar.update(1)
+            return
+        iteration = int(row["iteration"])
+        if iteration % self.every == 0 or iteration == self.total:
+            elapsed = time.monotonic() - self.start
+            eta = elapsed / iteration * (self.total - iteration)
+            terms = " ".join(f"{k} {v:.4g}" for k, v in shown.items())
+            print(f"[{self.name}] it {iteration}/{self.total} {terms} elapsed {elapsed:.0f}s eta {eta:.0f}s",
+                  file=sys.stderr, flush=True)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def run_training(name: str, step: StepFn, optimizer: torch.optim.Optimizer, iterations: int, power: float,
+                 log_every: int, log_csv: Path) -> list[dict[str, float]]:
+    """Run `iterations` optimisation steps and write the per-iteration log as CSV (atomically)."""
+    progress = Progress(name, iterations, log_every)
+    rows: list[dict[str, float]] = []
+    try:
+        for iteration in range(iterations):
+            lr = set_poly_lr(optimizer, iteration, iterations, power)
+            terms, stats = step(iteration)
+            loss = torch.stack(list(terms.values())).sum()
+            if not torch.isfinite(loss):
+                values = ", ".join(f"{k}={v.item():.4g}" for k, v in terms.items())
+                raise NonFiniteLossError(
+                    f"{name}: the loss is not finite at iteration {iteration + 1} ({values}). "
+                    "Lower optim.lr, check the input images and labels, or the loss weights in the config."
+                )
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            row = {"iteration": iteration + 1, "loss": loss.item(), **{k: v.item() for k, v in terms.items()},
+                   "lr": lr, **stats}
+            rows.append(row)
+            progress.update(row)
+    finally:
+        progress.close()
+    write_csv(log_csv, rows)
+    return rows
+
+
+def write_csv(path: Path, rows: list[dict[str, float]]) -> None:
+    columns: list[str] = []
+    for row in rows:
+        columns += [k for k in row if k not in columns]
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=columns, restval="")
+    writer.writeheader()
+    writer.writerows(rows)
+    write_text(path, buffer.getvalue())

@@ -1,0 +1,97 @@
+"""Self-training round: warm-up losses on source, plus CE on target images with source classes pasted in,
+whose target pixels carry the offline pseudo-labels that pass the bilateral consensus."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from diga.data.labels import IGNORE_INDEX
+from diga.data.transforms import blend_augment
+from diga.method.distill import symmetric_distillation
+from diga.method.ema import ema_decay, update_teacher
+from diga.method.mixing import class_mix_mask, classmix, cross_domain_mixture
+from diga.method.selection import (
+    class_means, consensus_labels, downsample_labels, nearest_centroid_labels, update_centroids_ema,
+)
+from diga.train.common import (
+    batches, cross_entropy, device_for, load_segmenter, load_translator, make_teacher, save_segmenter, seed_stage,
+    source_train, target_train, upsample,
+)
+from diga.train.loop import build_optimizer, run_training
+
+
+def selection_stats(offline: torch.Tensor, selected: torch.Tensor, truth: torch.Tensor) -> dict[str, float]:
+    """Fraction of target pixels kept, and (where ground truth exists) the accuracy of all and of kept labels."""
+    valid = offline != IGNORE_INDEX
+    kept = valid & (selected != IGNORE_INDEX)
+    stats = {"kept_fraction": (kept.sum() / valid.sum().clamp(min=1)).item()}
+    known = truth != IGNORE_INDEX
+    if known.any():
+        stats["pl_acc_all"] = ((offline == truth) & known & valid).sum().item() / max(1, (known & valid).sum().item())
+        stats["pl_acc_kept"] = ((selected == truth) & known & kept).sum().item() / max(1, (known & kept).sum().item())
+    return stats
+
+
+def train_selftrain(settings: dict, seed: int, round_index: int, init_path: Path, translator_path: Path,
+                    pseudo_dir: Path, centroids_path: Path, out_dir: Path) -> None:
+    generator = seed_stage(seed, "selftrain", round_index)
+    device = device_for(settings)
+    cfg = settings["stages"]["selftrain"]
+    num_classes = settings["data"]["num_classes"]
+    source = batches(source_train(settings), cfg["batch_source"], settings, generator, device)
+    # Target-train labels, where they exist, are loaded for the logged accuracy only; no loss sees them.
+    target = batches(target_train(settings, pseudo_dir=str(pseudo_dir)), cfg["batch_target"], settings,
+                     generator, device)
+    translator = load_translator(translator_path, device)
+    student = load_segmenter(init_path, device).train()
+    teacher = make_teacher(student, settings)  # re-initialised to the student at each round, as in the paper
+    optimizer = build_optimizer(*student.parameter_groups(), settings["optim"])
+    bank = torch.load(centroids_path, map_location="cpu", weights_only=False)
+    centroids = bank["centroids"].to(device)
+    centroid_valid = bank["valid"].to(device)
+
+    def step(iteration: int):
+        nonlocal centroids
+        update_teacher(teacher, student, ema_decay(iteration, settings["ema"]["max_decay"]))
+        src, tgt = next(source), next(target)
+        clean, labels = src["image"], src["label"]
+        size = labels.shape[-2:]
+        with torch.no_grad():
+            mixture = cross_domain_mixture(blend_augment(clean, settings["augment"], cfg["aug_beta"], generator),
+                                           translator(clean), class_mix_mask(labels, generator))
+            target_augmented = blend_augment(tgt["image"], settings["augment"], cfg["aug_beta"], generator)
+            teacher_source = teacher(torch.cat([clean, mixture]))
+            teacher_target = teacher(tgt["image"])
+            offline = tgt["pseudo"]
+            if cfg["consensus"]:
+                nearest = nearest_centroid_labels(teacher_target.feat, centroids, size, centroid_valid)
+                selected = consensus_labels(offline, nearest)
+            else:
+                selected = offline
+            mixed_images, mixed_labels = classmix(clean, labels, target_augmented, selected,
+                                                  class_mix_mask(labels, generator))
+            # Online centroids: target pixels whose selected label the teacher also predicts, and mixture pixels.
+            feat_size = teacher_target.feat.shape[-2:]
+            target_low = downsample_labels(selected, feat_size)
+            agree = torch.where(target_low == teacher_target.logits.argmax(1), target_low,
+                                torch.full_like(target_low, IGNORE_INDEX))
+            mixture_feat = teacher_source.feat.chunk(2)[1]
+            for feat, low in ((teacher_target.feat, agree), (mixture_feat, downsample_labels(labels, feat_size))):
+                means, present = class_means(feat, low, num_classes, settings["centroids"]["min_pixels"])
+                centroids = update_centroids_ema(centroids, means, present, cfg["centroid_momentum"])
+        student_logits = upsample(student(torch.cat([clean, mixture])).logits, size)
+        s_clean, s_mixed = student_logits.chunk(2)
+        t_clean, t_mixed = upsample(teacher_source.logits, size).chunk(2)
+        mixed_logits = upsample(student(mixed_images).logits, size)
+        distill = symmetric_distillation(s_clean, s_mixed, t_clean, t_mixed, cfg["reverse_scale"])
+        terms = {"ce": cross_entropy(s_clean, labels), "ce_mix": cross_entropy(mixed_logits, mixed_labels),
+                 "skd": cfg["distill_weight"] * distill}
+        return terms, selection_stats(offline, selected, tgt["label"])
+
+    stage = f"selftrain{round_index}"
+    run_training(stage, step, optimizer, cfg["iterations"], settings["optim"]["poly_power"],
+                 settings["train"]["log_every"], out_dir / "train_log.csv")
+    save_segmenter(out_dir / "model.pt", stage, settings, student, teacher,
+                   {"seed": seed, "round": round_index, "centroids": centroids.cpu()})

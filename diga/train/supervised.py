@@ -1,0 +1,36 @@
+"""Plain supervised training: the source-only baseline (source labels) and the target oracle (target labels)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from diga.train.common import (
+    batches, cross_entropy, device_for, new_segmenter, save_segmenter, seed_stage, source_train, target_train,
+    upsample,
+)
+from diga.train.loop import build_optimizer, run_training
+
+
+def train_supervised(settings: dict, seed: int, stage: str, out_dir: Path) -> None:
+    """CE on one labelled domain with the same schedule as warm-up; `stage` is 'source_only' or 'oracle'."""
+    generator = seed_stage(seed, stage)
+    device = device_for(settings)
+    stage_cfg = settings["stages"][stage]
+    if stage == "oracle":
+        if not settings["data"]["target"]["train_has_labels"]:
+            raise ValueError("the oracle needs target-train labels; set stages.oracle.enabled: false for this benchmark")
+        dataset = target_train(settings, with_labels=True)
+    else:
+        dataset = source_train(settings)
+    stream = batches(dataset, stage_cfg["batch"], settings, generator, device)
+    model = new_segmenter(settings, device).train()
+    optimizer = build_optimizer(*model.parameter_groups(), settings["optim"])
+
+    def step(iteration: int):
+        batch = next(stream)
+        logits = upsample(model(batch["image"]).logits, batch["label"].shape[-2:])
+        return {"ce": cross_entropy(logits, batch["label"])}, {}
+
+    run_training(stage, step, optimizer, stage_cfg["iterations"], settings["optim"]["poly_power"],
+                 settings["train"]["log_every"], out_dir / "train_log.csv")
+    save_segmenter(out_dir / "model.pt", stage, settings, model, None, {"seed": seed})

@@ -1,0 +1,129 @@
+"""Stage 1: train the source-to-target image translator (frozen afterwards).
+
+Two encoder/decoder generators (source->target and target->source) and two multi-scale discriminators,
+with LSGAN, cycle, self-reconstruction, semantic-edge and (optional) VGG perceptual losses.
+"""
+
+from __future__ import annotations
+
+import itertools
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from diga.atomic import atomic_path, save_torch
+from diga.models.translator import MultiScaleDiscriminator, build_generator
+from diga.provenance import provenance
+from diga.train.common import batches, device_for, seed_stage, source_train, target_train
+from diga.train.loop import run_training
+
+# 5x5 Laplacian: marks label boundaries for the semantic-edge loss.
+_LAPLACIAN_5X5 = torch.tensor([[1, 1, 1, 1, 1], [1, 1, 1, 1, 1], [1, 1, -24, 1, 1], [1, 1, 1, 1, 1],
+                               [1, 1, 1, 1, 1]], dtype=torch.float32)
+
+
+def label_edges(labels: torch.Tensor) -> torch.Tensor:
+    """B x 1 x H x W mask of pixels near a class boundary (|Laplacian of the label map| > 0.1)."""
+    kernel = _LAPLACIAN_5X5.to(labels.device)[None, None]
+    response = F.conv2d(F.pad(labels[:, None].float(), (2, 2, 2, 2), mode="replicate"), kernel)
+    return (response.abs() > 0.1).float()
+
+
+def lsgan_generator_loss(outputs: list[torch.Tensor]) -> torch.Tensor:
+    return sum(((o - 1) ** 2).mean() for o in outputs)
+
+
+def lsgan_discriminator_loss(real: list[torch.Tensor], fake: list[torch.Tensor]) -> torch.Tensor:
+    return sum(((r - 1) ** 2).mean() + (f**2).mean() for r, f in zip(real, fake, strict=True))
+
+
+class VGGPerceptual(torch.nn.Module):
+    """L1 between VGG19 relu1..relu5 features, weighted 1/32 .. 1, from a user-provided weights file."""
+
+    SLICES = (2, 7, 12, 21, 30)
+    WEIGHTS = (1 / 32, 1 / 16, 1 / 8, 1 / 4, 1.0)
+
+    def __init__(self, weights_path: str):
+        super().__init__()
+        import torchvision
+
+        if not Path(weights_path).is_file():
+            raise FileNotFoundError(
+                f"translator.vgg_weights {weights_path} does not exist: download torchvision's vgg19 ImageNet "
+                "weights (vgg19-dcbb9e9d.pth) there, or set translator.perceptual_weight: 0")
+        vgg = torchvision.models.vgg19()
+        vgg.load_state_dict(torch.load(weights_path, map_location="cpu", weights_only=True))
+        self.features = vgg.features[: self.SLICES[-1]].eval().requires_grad_(False)
+        self.register_buffer("mean", torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1))
+        self.register_buffer("std", torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1))
+
+    def forward(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        x, y = (a - self.mean) / self.std, (b - self.mean) / self.std
+        loss, start = a.new_zeros(()), 0
+        for end, weight in zip(self.SLICES, self.WEIGHTS, strict=True):
+            x, y = self.features[start:end](x), self.features[start:end](y)
+            loss = loss + weight * F.l1_loss(x, y.detach())
+            start = end
+        return loss
+
+
+def train_translator(settings: dict, seed: int, out_dir: Path) -> None:
+    generator = seed_stage(seed, "translator")
+    device = device_for(settings)
+    cfg = settings["translator"]
+    source = batches(source_train(settings), cfg["batch"], settings, generator, device)
+    target = batches(target_train(settings, with_labels=False), cfg["batch"], settings, generator, device)
+    s2t, t2s = build_generator(cfg).to(device), build_generator(cfg).to(device)
+    dis_target = MultiScaleDiscriminator(cfg["width"], cfg["disc_scales"]).to(device)  # real = target images
+    dis_source = MultiScaleDiscriminator(cfg["width"], cfg["disc_scales"]).to(device)  # real = source images
+    perceptual = VGGPerceptual(cfg["vgg_weights"]).to(device) if cfg["perceptual_weight"] > 0 else None
+    opt_gen = torch.optim.Adam(itertools.chain(s2t.parameters(), t2s.parameters()), lr=cfg["lr"], betas=(0.5, 0.999))
+    opt_dis = torch.optim.Adam(itertools.chain(dis_target.parameters(), dis_source.parameters()), lr=cfg["lr"],
+                               betas=(0.5, 0.999))
+    for group in opt_gen.param_groups + opt_dis.param_groups:
+        group["initial_lr"] = group["lr"]
+
+    def step(iteration: int):
+        for group in opt_dis.param_groups:  # the discriminators follow the same poly schedule
+            group["lr"] = group["initial_lr"] * (1 - iteration / cfg["iterations"]) ** 0.9
+        src, tgt = next(source), next(target)
+        x_s, x_t = src["image"], tgt["image"]
+        fake_t = s2t.decoder(s2t.encoder(x_s))
+        fake_s = t2s.decoder(t2s.encoder(x_t))
+        # Discriminator update first, on detached translations.
+        dis_loss = (lsgan_discriminator_loss(dis_target(x_t), dis_target(fake_t.detach()))
+                    + lsgan_discriminator_loss(dis_source(x_s), dis_source(fake_s.detach())))
+        opt_dis.zero_grad(set_to_none=True)
+        (cfg["adversarial_weight"] * dis_loss).backward()
+        opt_dis.step()
+        adversarial = lsgan_generator_loss(dis_target(fake_t)) + lsgan_generator_loss(dis_source(fake_s))
+        cycle = F.l1_loss(t2s.decoder(t2s.encoder(fake_t)), x_s) + F.l1_loss(s2t.decoder(s2t.encoder(fake_s)), x_t)
+        # Self-reconstruction: each domain's encoder decoded in its own style returns the image.
+        self_recon = F.l1_loss(t2s.decoder(s2t.encoder(x_s)), x_s) + F.l1_loss(s2t.decoder(t2s.encoder(x_t)), x_t)
+        edges = label_edges(src["label"])
+        edge = F.l1_loss(fake_t * edges, x_s * edges)
+        terms = {"adv": cfg["adversarial_weight"] * adversarial, "cycle": cfg["cycle_weight"] * cycle,
+                 "self": cfg["self_weight"] * self_recon, "edge": cfg["edge_weight"] * edge}
+        if perceptual is not None:
+            terms["perceptual"] = cfg["perceptual_weight"] * (perceptual(fake_t, x_s) + perceptual(fake_s, x_t))
+        return terms, {"dis": dis_loss.item()}
+
+    run_training("translator", step, opt_gen, cfg["iterations"], 0.9, settings["train"]["log_every"],
+                 out_dir / "train_log.csv")
+    save_torch(out_dir / "translator.pt", {
+        "translator_config": cfg, "source_to_target": s2t.state_dict(), "provenance": provenance(settings)})
+    save_examples(s2t.eval(), source_train(settings), out_dir / "examples.png", device)
+
+
+@torch.no_grad()
+def save_examples(s2t: torch.nn.Module, dataset, path: Path, device: torch.device, count: int = 4) -> None:
+    """A strip of source images (top) over their translations (bottom), to check the translator by eye."""
+    images = torch.stack([dataset[i]["image"] for i in range(min(count, len(dataset)))]).to(device)
+    translated = s2t(images)
+    grid = torch.cat([torch.cat(list(images), dim=2), torch.cat(list(translated), dim=2)], dim=1)
+    array = (grid.clamp(0, 1).permute(1, 2, 0).cpu().numpy() * 255).round().astype(np.uint8)
+    with atomic_path(path) as tmp:
+        Image.fromarray(array).save(tmp, format="PNG")

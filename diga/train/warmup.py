@@ -1,0 +1,59 @@
+"""Warm-up: source CE plus symmetric distillation between the clean source and its cross-domain mixture."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from diga.data.transforms import blend_augment
+from diga.method.distill import symmetric_distillation
+from diga.method.ema import ema_decay, update_teacher
+from diga.method.mixing import class_mix_mask, cross_domain_mixture
+from diga.train.common import (
+    batches, cross_entropy, device_for, load_translator, make_teacher, new_segmenter, save_segmenter, seed_stage,
+    source_train, target_train, upsample,
+)
+from diga.train.loop import build_optimizer, run_training
+
+
+def train_warmup(settings: dict, seed: int, translator_path: Path, out_dir: Path) -> None:
+    generator = seed_stage(seed, "warmup")
+    device = device_for(settings)
+    cfg = settings["stages"]["warmup"]
+    source = batches(source_train(settings), cfg["batch"], settings, generator, device)
+    # Official-code quirk (off by default): target images pass through the student in train mode, so BN
+    # running statistics see the target domain although no loss does.
+    target = (batches(target_train(settings, with_labels=False), cfg["batch"], settings, generator, device)
+              if cfg["target_bn_leak"] else None)
+    translator = load_translator(translator_path, device) if cfg["mixture"] else None
+    student = new_segmenter(settings, device).train()
+    teacher = make_teacher(student, settings)
+    optimizer = build_optimizer(*student.parameter_groups(), settings["optim"])
+
+    def step(iteration: int):
+        update_teacher(teacher, student, ema_decay(iteration, settings["ema"]["max_decay"]))
+        batch = next(source)
+        clean, labels = batch["image"], batch["label"]
+        augmented = blend_augment(clean, settings["augment"], cfg["aug_beta"], generator)
+        if translator is not None:
+            with torch.no_grad():
+                translated = translator(clean)
+            second_view = cross_domain_mixture(augmented, translated, class_mix_mask(labels, generator))
+        else:
+            second_view = augmented
+        if target is not None:
+            with torch.no_grad():
+                student(next(target)["image"])
+        size = labels.shape[-2:]
+        student_logits = upsample(student(torch.cat([clean, second_view])).logits, size)
+        with torch.no_grad():
+            teacher_logits = upsample(teacher(torch.cat([clean, second_view])).logits, size)
+        s_clean, s_mixed = student_logits.chunk(2)
+        t_clean, t_mixed = teacher_logits.chunk(2)
+        distill = symmetric_distillation(s_clean, s_mixed, t_clean, t_mixed, cfg["reverse_scale"])
+        return {"ce": cross_entropy(s_clean, labels), "skd": cfg["distill_weight"] * distill}, {}
+
+    run_training("warmup", step, optimizer, cfg["iterations"], settings["optim"]["poly_power"],
+                 settings["train"]["log_every"], out_dir / "train_log.csv")
+    save_segmenter(out_dir / "model.pt", "warmup", settings, student, teacher, {"seed": seed})

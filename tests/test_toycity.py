@@ -1,0 +1,212 @@
+"""ToyCity: determinism, label range and coverage, the shift knob, and the atomic on-disk writer."""
+
+from __future__ import annotations
+
+import copy
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from diga.data import toycity
+from diga.data.labels import CLASS_NAMES, NUM_CLASSES
+from diga.data.toycity import (
+    ToyCitySpec,
+    generate_sample,
+    render_source,
+    render_target,
+    sample_layout,
+    sample_rng,
+    write_toycity,
+)
+
+TINY = ToyCitySpec(seed=3, height=32, width=64, n_source=6, n_target_train=4, n_target_val=3)
+
+
+def test_same_spec_and_index_is_byte_identical():
+    spec = ToyCitySpec()
+    for domain, split in (("source", "train"), ("target", "train"), ("target", "val")):
+        image_a, label_a = generate_sample(spec, domain, split, 7)
+        image_b, label_b = generate_sample(spec, domain, split, 7)
+        assert image_a.dtype == np.uint8 and label_a.dtype == np.uint8
+        assert image_a.shape == (64, 128, 3) and label_a.shape == (64, 128)
+        assert image_a.tobytes() == image_b.tobytes()
+        assert label_a.tobytes() == label_b.tobytes()
+
+
+def test_order_free_and_distinct_streams():
+    spec = ToyCitySpec()
+    later = generate_sample(spec, "target", "train", 5)
+    for index in range(5):                                  # generating others first changes nothing
+        generate_sample(spec, "target", "train", index)
+    again = generate_sample(spec, "target", "train", 5)
+    assert later[0].tobytes() == again[0].tobytes()
+    # different index, split, domain or seed: different samples
+    base_image, base_label = generate_sample(spec, "target", "train", 0)
+    others = (generate_sample(spec, "target", "train", 1), generate_sample(spec, "target", "val", 0),
+              generate_sample(spec, "source", "train", 0),
+              generate_sample(ToyCitySpec(seed=1), "target", "train", 0))
+    for other in others:
+        assert not np.array_equal(base_label, other[1])
+        assert not np.array_equal(base_image, other[0])
+
+
+def test_labels_in_range_and_every_class_appears():
+    spec = ToyCitySpec()
+    present = np.zeros(NUM_CLASSES, dtype=bool)
+    for index in range(60):
+        _, label = generate_sample(spec, "target", "train", index)
+        assert label.min() >= 0 and label.max() < NUM_CLASSES
+        present[np.unique(label)] = True
+    missing = [CLASS_NAMES[c] for c in np.flatnonzero(~present)]
+    assert not missing, f"classes never drawn in 60 target images: {missing}"
+
+
+def test_long_tail_class_shares():
+    spec = ToyCitySpec()
+    counts = np.zeros(NUM_CLASSES)
+    for index in range(60):
+        _, label = generate_sample(spec, "source", "train", index)
+        counts += np.bincount(label.ravel(), minlength=NUM_CLASSES)
+    share = counts / counts.sum()
+    big = {CLASS_NAMES.index(name) for name in ("road", "building", "vegetation", "sky")}
+    smallest_big = min(share[c] for c in big)
+    assert all(share[c] < smallest_big for c in range(NUM_CLASSES) if c not in big)
+    assert share[CLASS_NAMES.index("road")] > 0.2
+    for rare in ("traffic light", "rider", "motorcycle", "train"):
+        assert share[CLASS_NAMES.index(rare)] < 0.01
+
+
+def test_layout_is_valid_at_minimum_size():
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        label = sample_layout(rng, 32, 64)
+        assert label.shape == (32, 64) and label.dtype == np.uint8
+        assert label.max() < NUM_CLASSES
+
+
+def test_shift_changes_images_but_not_labels():
+    diffs = []
+    for index in range(4):
+        image0, label0 = generate_sample(ToyCitySpec(shift=0.0), "target", "val", index)
+        image1, label1 = generate_sample(ToyCitySpec(shift=1.0), "target", "val", index)
+        assert np.array_equal(label0, label1)
+        diffs.append(np.abs(image0.astype(int) - image1.astype(int)).mean())
+    assert min(diffs) > 15.0, diffs                                     # grey levels, out of 255
+
+
+def test_shift_zero_target_equals_source_style():
+    spec = ToyCitySpec(shift=0.0)
+    rng = sample_rng(spec, "target", "train", 2)
+    layout = sample_layout(rng, spec.height, spec.width)
+    twin = copy.deepcopy(rng)
+    assert np.array_equal(render_target(layout, rng, 0.0), render_source(layout, twin))
+
+
+def test_source_colour_is_a_near_perfect_cue_and_target_is_not():
+    spec = ToyCitySpec()
+
+    def spread(domain):
+        image, label = generate_sample(spec, domain, "train", 0)
+        road = image[label == CLASS_NAMES.index("road")].astype(float)
+        return road.std(axis=0).mean()
+
+    assert spread("source") < 3.0                                        # flat colour, tiny jitter
+    assert spread("target") > 8.0                                        # texture, blur and noise
+
+
+def test_bad_spec_raises_with_field_name():
+    with pytest.raises(ValueError, match="height"):
+        ToyCitySpec(height=0)
+    with pytest.raises(ValueError, match="width"):
+        ToyCitySpec(width=32)
+    with pytest.raises(ValueError, match="shift"):
+        ToyCitySpec(shift=1.5)
+    with pytest.raises(ValueError, match="n_source"):
+        ToyCitySpec(n_source=0)
+    with pytest.raises(ValueError, match="domain"):
+        generate_sample(ToyCitySpec(), "other", "train", 0)
+
+
+def _read_list(path):
+    return [line.split() for line in path.read_text().splitlines()]
+
+
+def test_write_toycity_layout_and_manifest(tmp_path, capsys):
+    root = tmp_path / "toy"
+    manifest = write_toycity(TINY, root, progress=True)
+    assert "toycity: 13/13 images" in capsys.readouterr().err          # plain progress when not a tty
+    expected = {("source", "train"): 6, ("target", "train"): 4, ("target", "val"): 3}
+    for (domain, split), count in expected.items():
+        lines = _read_list(root / domain / "lists" / f"{split}.txt")
+        assert len(lines) == count
+        for fields in lines:
+            assert len(fields) == 2
+            image_path, label_path = (root / domain / f for f in fields)
+            assert image_path.is_file() and label_path.is_file()
+            with Image.open(image_path) as image:
+                assert image.mode == "RGB" and image.size == (64, 32)
+            with Image.open(label_path) as label:
+                assert label.mode == "L" and label.size == (64, 32)
+                values = np.asarray(label)
+            assert values.max() < NUM_CLASSES
+    assert (root / "source/images/train/toy_src_000000.png").is_file()
+    assert (root / "source/labels/train/toy_src_000000_labelTrainIds.png").is_file()
+    assert (root / "target/leftImg8bit/val/toycity/toy_tgt_val_000002_leftImg8bit.png").is_file()
+    assert (root / "target/gtFine/train/toycity/toy_tgt_train_000003_gtFine_labelTrainIds.png").is_file()
+
+    on_disk = json.loads((root / "manifest.json").read_text())
+    assert on_disk == manifest
+    assert on_disk["dataset"] == "toycity" and on_disk["num_classes"] == 19
+    assert on_disk["spec"]["n_source"] == 6
+    assert on_disk["domains"]["source"]["count"] == {"train": 6}
+    assert on_disk["domains"]["target"]["count"] == {"train": 4, "val": 3}
+    assert on_disk["domains"]["target"]["lists"] == {"train": "lists/train.txt", "val": "lists/val.txt"}
+    for domain in ("source", "target"):
+        share = on_disk["class_pixel_share"][domain]
+        assert set(share) == set(CLASS_NAMES)
+        assert abs(sum(share.values()) - 1.0) < 1e-4
+    # the saved label equals the generated one
+    _, label = generate_sample(TINY, "target", "val", 1)
+    saved_path = root / "target/gtFine/val/toycity/toy_tgt_val_000001_gtFine_labelTrainIds.png"
+    with Image.open(saved_path) as saved_png:
+        saved = np.asarray(saved_png)
+    assert np.array_equal(saved, label)
+    assert [p.name for p in tmp_path.iterdir()] == ["toy"]             # no temp folders left
+
+
+def _snapshot(root):
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def test_write_toycity_twice_is_identical(tmp_path):
+    first = write_toycity(TINY, tmp_path / "a", progress=False)
+    second = write_toycity(TINY, tmp_path / "b", progress=False)
+    assert first == second
+    snap_a, snap_b = _snapshot(tmp_path / "a"), _snapshot(tmp_path / "b")
+    assert len(snap_a) == 2 * 13 + 3 + 1
+    assert snap_a == snap_b
+    write_toycity(TINY, tmp_path / "a", progress=False)                 # overwrite in place
+    assert _snapshot(tmp_path / "a") == snap_a
+
+
+def test_write_toycity_failure_leaves_old_copy_and_no_temp(tmp_path, monkeypatch):
+    root = tmp_path / "toy"
+    write_toycity(TINY, root, progress=False)
+    before = _snapshot(root)
+    calls = {"n": 0}
+    real = toycity.generate_sample
+
+    def failing(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 5:
+            raise RuntimeError("boom")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(toycity, "generate_sample", failing)
+    with pytest.raises(RuntimeError, match="boom"):
+        write_toycity(ToyCitySpec(seed=9, height=32, width=64, n_source=6, n_target_train=4, n_target_val=3),
+                      root, progress=False)
+    assert _snapshot(root) == before
+    assert [p.name for p in tmp_path.iterdir()] == ["toy"]

@@ -1,0 +1,40 @@
+# Reference points: the source-only baseline (CE on source, the warm-up schedule) and, where target-train
+# labels exist (ToyCity), the target oracle.
+
+
+rule source_only:
+    input:
+        manifest=MANIFEST,
+    output:
+        model=f"{RUN}/source_only/model.pt",
+        log_csv=f"{RUN}/source_only/train_log.csv",
+    params:
+        settings=job_settings("model", "optim", "train", stage="source_only"),
+        out_dir=f"{RUN}/source_only",
+    log:
+        f"{LOGS}/source_only.log",
+    benchmark:
+        f"{BENCHMARKS}/source_only.tsv"
+    conda:
+        "../../environment.yml"
+    shell:
+        "diga source-only --config {params.settings:q} --seed {wildcards.seed} --out-dir {params.out_dir} > {log} 2>&1"
+
+
+rule oracle:
+    input:
+        manifest=MANIFEST,
+    output:
+        model=f"{RUN}/oracle/model.pt",
+        log_csv=f"{RUN}/oracle/train_log.csv",
+    params:
+        settings=job_settings("model", "optim", "train", stage="oracle"),
+        out_dir=f"{RUN}/oracle",
+    log:
+        f"{LOGS}/oracle.log",
+    benchmark:
+        f"{BENCHMARKS}/oracle.tsv"
+    conda:
+        "../../environment.yml"
+    shell:
+        "diga oracle --config {params.settings:q} --seed {wildcards.seed} --out-dir {params.out_dir} > {log} 2>&1"

@@ -1,0 +1,67 @@
+# Shared helpers: output paths, stage lists, and the per-stage settings handed to the diga CLI.
+import json
+
+BENCH = config["benchmark"]
+SEEDS = config["seeds"]
+ROUNDS = config["stages"]["selftrain"]["rounds"]
+RESULTS = f"results/{BENCH}"
+RUN = RESULTS + "/seed{seed}"
+LOGS = RESULTS + "/logs/seed{seed}"
+BENCHMARKS = RESULTS + "/benchmarks/seed{seed}"
+MANIFEST = config["data"]["root"] + "/manifest.json"
+SELFTRAIN_STAGES = [f"selftrain{r}" for r in range(1, ROUNDS + 1)]
+ORACLE = config["stages"]["oracle"]["enabled"] and config["data"]["target"]["train_has_labels"]
+EVALUATED_STAGES = ["source_only", "warmup", *SELFTRAIN_STAGES] + (["oracle"] if ORACLE else [])
+
+
+wildcard_constraints:
+    seed=r"\d+",
+    round=r"\d+",
+    stage="source_only|warmup|oracle|selftrain\\d+",
+
+
+def settings(*sections, seed=None, stage=None):
+    """The slice of the config one job needs, as JSON for `diga --config`.
+
+    Passing only the sections a stage reads makes Snakemake's params trigger rerun exactly the jobs
+    whose settings changed (a table option never retrains a model).
+    """
+    picked = {"benchmark": BENCH, "seeds": [int(seed)] if seed is not None else SEEDS, "data": config["data"]}
+    for section in sections:
+        picked[section] = config[section]
+    if stage is not None:
+        picked["stages"] = {stage: config["stages"][stage]}
+    return json.dumps(picked, sort_keys=True)
+
+
+def model_of(stage):
+    return f"{RUN}/{stage}/model.pt".replace("{stage}", stage)
+
+
+def previous_stage(round_index):
+    """Round 1 starts from the warm-up model; round r from round r-1."""
+    return "warmup" if int(round_index) == 1 else f"selftrain{int(round_index) - 1}"
+
+
+def centroid_stage(round_index):
+    """The official code reuses the warm-up centroids in every round; 'previous' recomputes them."""
+    if config["stages"]["selftrain"]["centroids_from"] == "warmup":
+        return "warmup"
+    return previous_stage(round_index)
+
+
+def table_outputs():
+    return [f"{RESULTS}/table.md", f"{RESULTS}/table.csv"]
+
+
+def stage_outputs(stage, filename="model.pt"):
+    return expand(f"{RUN}/{stage}/{filename}", seed=SEEDS)
+
+
+def job_settings(*sections, stage=None):
+    """An input function: the settings of one seed's job."""
+
+    def for_job(wildcards):
+        return settings(*sections, seed=wildcards.seed, stage=stage)
+
+    return for_job

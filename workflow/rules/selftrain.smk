@@ -1,0 +1,75 @@
+# Stages 3-4: offline pseudo-labels and class centroids from a stage's model, then self-training rounds
+# (a fixed {round} chain: round r starts from round r-1 and learns from its pseudo-labels).
+
+
+def selftrain_inputs(wildcards):
+    previous = previous_stage(wildcards.round)
+    run = RUN.replace("{seed}", wildcards.seed)
+    return {
+        "init": f"{run}/{previous}/model.pt",
+        "pseudolabels": f"{run}/{previous}/pseudolabels.json",
+        "centroids": f"{run}/{centroid_stage(wildcards.round)}/centroids.pt",
+        "translator": f"{run}/translator/translator.pt",
+    }
+
+
+def pseudolabel_dir(wildcards):
+    return f"{RUN}/{previous_stage(wildcards.round)}/pseudolabels".replace("{seed}", wildcards.seed)
+
+
+rule pseudolabels:
+    input:
+        model=f"{RUN}/{{stage}}/model.pt",
+    output:
+        labels=directory(f"{RUN}/{{stage}}/pseudolabels"),
+        summary=f"{RUN}/{{stage}}/pseudolabels.json",
+    params:
+        settings=job_settings("evaluate"),
+    log:
+        f"{LOGS}/pseudolabels_{{stage}}.log",
+    benchmark:
+        f"{BENCHMARKS}/pseudolabels_{{stage}}.tsv"
+    conda:
+        "../../environment.yml"
+    shell:
+        "diga pseudolabels --config {params.settings:q} --checkpoint {input.model}"
+        " --out-dir {output.labels} --summary {output.summary} > {log} 2>&1"
+
+
+rule centroids:
+    input:
+        model=f"{RUN}/{{stage}}/model.pt",
+    output:
+        centroids=f"{RUN}/{{stage}}/centroids.pt",
+    params:
+        settings=job_settings("centroids"),
+    log:
+        f"{LOGS}/centroids_{{stage}}.log",
+    benchmark:
+        f"{BENCHMARKS}/centroids_{{stage}}.tsv"
+    conda:
+        "../../environment.yml"
+    shell:
+        "diga centroids --config {params.settings:q} --checkpoint {input.model} --out {output.centroids} > {log} 2>&1"
+
+
+rule selftrain:
+    input:
+        unpack(selftrain_inputs),
+    output:
+        model=f"{RUN}/selftrain{{round}}/model.pt",
+        log_csv=f"{RUN}/selftrain{{round}}/train_log.csv",
+    params:
+        settings=job_settings("optim", "ema", "augment", "centroids", "train", stage="selftrain"),
+        pseudolabel_dir=pseudolabel_dir,
+        out_dir=f"{RUN}/selftrain{{round}}",
+    log:
+        f"{LOGS}/selftrain{{round}}.log",
+    benchmark:
+        f"{BENCHMARKS}/selftrain{{round}}.tsv"
+    conda:
+        "../../environment.yml"
+    shell:
+        "diga selftrain --config {params.settings:q} --seed {wildcards.seed} --round {wildcards.round}"
+        " --init {input.init} --translator {input.translator} --pseudolabels {params.pseudolabel_dir}"
+        " --centroids {input.centroids} --out-dir {params.out_dir} > {log} 2>&1"

@@ -1,0 +1,21 @@
+# Stage 1: the source-to-target image translator, trained once per seed and frozen afterwards.
+
+
+rule translator:
+    input:
+        manifest=MANIFEST,
+    output:
+        model=f"{RUN}/translator/translator.pt",
+        log_csv=f"{RUN}/translator/train_log.csv",
+        examples=f"{RUN}/translator/examples.png",
+    params:
+        settings=job_settings("translator", "train"),
+        out_dir=f"{RUN}/translator",
+    log:
+        f"{LOGS}/translator.log",
+    benchmark:
+        f"{BENCHMARKS}/translator.tsv"
+    conda:
+        "../../environment.yml"
+    shell:
+        "diga translator --config {params.settings:q} --seed {wildcards.seed} --out-dir {params.out_dir} > {log} 2>&1"

@@ -1,0 +1,23 @@
+# Stage 2: warm-up on source only: CE + symmetric distillation with the EMA teacher, the second view
+# being the cross-domain mixture of augmented source and its translation.
+
+
+rule warmup:
+    input:
+        manifest=MANIFEST,
+        translator=f"{RUN}/translator/translator.pt",
+    output:
+        model=f"{RUN}/warmup/model.pt",
+        log_csv=f"{RUN}/warmup/train_log.csv",
+    params:
+        settings=job_settings("model", "optim", "ema", "augment", "train", stage="warmup"),
+        out_dir=f"{RUN}/warmup",
+    log:
+        f"{LOGS}/warmup.log",
+    benchmark:
+        f"{BENCHMARKS}/warmup.tsv"
+    conda:
+        "../../environment.yml"
+    shell:
+        "diga warmup --config {params.settings:q} --seed {wildcards.seed} --translator {input.translator}"
+        " --out-dir {params.out_dir} > {log} 2>&1"
