@@ -82,7 +82,8 @@ class SegmentationList(Dataset):
             raise ValueError(f"{self.root / list_file} lists images without labels, but labels are required")
         self.extra_label_dir = Path(extra_label_dir) if extra_label_dir else None
         if self.extra_label_dir is not None and not self.extra_label_dir.is_dir():
-            raise MissingDatasetError(f"pseudo-label folder {self.extra_label_dir} does not exist; run the pseudolabels rule")
+            raise MissingDatasetError(
+                f"pseudo-label folder {self.extra_label_dir} does not exist; run the pseudolabels rule")
 
     def __len__(self) -> int:
         return len(self.pairs)

@@ -169,7 +169,7 @@ class ToyCitySpec:
     def validate(self) -> None:
         def integer(name: str, minimum: int, why: str) -> None:
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+            if isinstance(value, bool) or not isinstance(value, int):
                 raise ValueError(f"ToyCitySpec.{name} must be an integer, got {value!r}; {why}")
             if value < minimum:
                 raise ValueError(f"ToyCitySpec.{name}={value} is too small; set {name} >= {minimum} ({why})")
@@ -181,7 +181,7 @@ class ToyCitySpec:
         integer("n_target_train", 1, "each split needs at least one image")
         integer("n_target_val", 1, "each split needs at least one image")
         shift = self.shift
-        if isinstance(shift, bool) or not isinstance(shift, (int, float, np.integer, np.floating)):
+        if isinstance(shift, bool) or not isinstance(shift, (int, float)):
             raise ValueError(f"ToyCitySpec.shift must be a number in [0, 1], got {shift!r}")
         if not (0.0 <= float(shift) <= 1.0):
             raise ValueError(f"ToyCitySpec.shift={shift} is outside [0, 1]; set shift between 0 (no domain "

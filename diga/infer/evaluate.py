@@ -38,8 +38,9 @@ def confusion_on_val(settings: dict, model: torch.nn.Module, device: torch.devic
 def metrics_from_confusion(confusion: np.ndarray) -> dict:
     names = CLASS_NAMES[: confusion.shape[0]]
     ious = iou_per_class(confusion)
+    per_class = {name: (None if np.isnan(v) else round(100 * float(v), 4)) for name, v in zip(names, ious, strict=True)}
     return {
-        "per_class_iou": {name: (None if np.isnan(v) else round(100 * float(v), 4)) for name, v in zip(names, ious)},
+        "per_class_iou": per_class,
         "miou": round(100 * mean_iou(confusion), 4),
         "pixel_accuracy": round(100 * pixel_accuracy(confusion), 4),
     }
@@ -56,5 +57,6 @@ def evaluate_checkpoint(settings: dict, checkpoint: Path, stage: str, seed: int,
         teacher = load_segmenter(checkpoint, device, "teacher").eval()
         result["teacher_miou"] = metrics_from_confusion(confusion_on_val(settings, teacher, device))["miou"]
     result["provenance"] = provenance(settings)
+    result["training_provenance"] = state.get("provenance")  # the config and code that trained the model
     write_json(out_path, result)
     return result

@@ -44,8 +44,8 @@ def make_pseudolabels(settings: dict, checkpoint: Path, out_dir: Path, summary_p
                 confusion += confusion_matrix(label, item["label"], num_classes)
             if (index + 1) % 100 == 0:
                 print(f"[pseudolabels] {index + 1}/{len(dataset)} images", file=sys.stderr, flush=True)
-    summary = {"images": len(dataset), "class_pixel_share": dict(zip(CLASS_NAMES[:num_classes],
-                                                                     (counts / counts.sum()).round(5).tolist()))}
+    share = (counts / max(1, counts.sum())).round(5).tolist()
+    summary = {"images": len(dataset), "class_pixel_share": dict(zip(CLASS_NAMES[:num_classes], share, strict=True))}
     if confusion.sum() > 0:  # only where target-train labels exist (ToyCity); used for diagnostics only
         summary["pixel_accuracy"] = 100 * pixel_accuracy(confusion.numpy())
         summary["miou"] = 100 * float(np.nanmean(iou_per_class(confusion.numpy())))

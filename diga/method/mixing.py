@@ -13,9 +13,9 @@ def class_mix_mask(labels: torch.Tensor, generator: torch.Generator) -> torch.Te
     masks = []
     for label in labels:
         values = torch.unique(label)
-        order = torch.randperm(len(values), generator=generator)
+        order = torch.randperm(len(values), generator=generator).to(label.device)
         chosen = values[order[: len(values) // 2]]
-        chosen = torch.cat([chosen, torch.tensor([IGNORE_INDEX], dtype=label.dtype)])
+        chosen = torch.cat([chosen, torch.tensor([IGNORE_INDEX], dtype=label.dtype, device=label.device)])
         masks.append(torch.isin(label, chosen))
     return torch.stack(masks)
 

@@ -97,7 +97,8 @@ class SqueezeExcite(nn.Module):
     def __init__(self, channels: int, reduction: int):
         super().__init__()
         hidden = max(1, channels // reduction)
-        self.fc = nn.Sequential(nn.Linear(channels, hidden), nn.ReLU(inplace=True), nn.Linear(hidden, channels), nn.Sigmoid())
+        self.fc = nn.Sequential(nn.Linear(channels, hidden), nn.ReLU(inplace=True), nn.Linear(hidden, channels),
+                                nn.Sigmoid())
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         weights = self.fc(x.mean(dim=(2, 3)))

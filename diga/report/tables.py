@@ -30,9 +30,10 @@ def collect(metrics_paths: list[str | Path]) -> pd.DataFrame:
     rows = []
     for path in metrics_paths:
         metrics = json.loads(Path(path).read_text())
+        trained = metrics.get("training_provenance") or metrics["provenance"]
         rows.append({"stage": metrics["stage"], "seed": metrics["seed"], **metrics["per_class_iou"],
-                     "mIoU": metrics["miou"], "config_hash": metrics["provenance"]["config_hash"],
-                     "git_commit": metrics["provenance"]["git_commit"]})
+                     "mIoU": metrics["miou"], "config_hash": trained["config_hash"],
+                     "git_commit": trained["git_commit"]})
     if not rows:
         raise ValueError("no metrics files given to the table")
     return pd.DataFrame(rows)
@@ -57,7 +58,7 @@ def to_markdown(table: pd.DataFrame, class_names: list[str], benchmark: str, pro
     header = ["stage", "seeds", *class_names, "mIoU"]
     lines = [f"# {benchmark}: target-val IoU per class (%), mean ± std over seeds", "",
              "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    for stage, row in table.iterrows():
+    for _, row in table.iterrows():
         cells = [row["stage_label"], str(int(row["seeds"]))]
         for name in [*class_names, "mIoU"]:
             mean, std = row[name], row[f"{name}_std"]
@@ -75,7 +76,7 @@ def write_table(metrics_paths: list[str | Path], out_md: Path, out_csv: Path, be
     commits = ", ".join(sorted(per_seed["git_commit"].unique()))
     hashes = ", ".join(sorted(per_seed["config_hash"].unique()))
     provenance_line = (f"Seeds: {sorted(per_seed['seed'].unique().tolist())}. Code: {commits}. "
-                       f"Config hashes: {hashes}. The student of each stage is evaluated; '–' = class absent.")
+                       f"Training config hashes: {hashes}. The student of each stage is evaluated; '–' = class absent.")
     write_text(out_md, to_markdown(table, class_names, benchmark, provenance_line))
     csv_table = table.rename(columns={"stage_label": "label"}).reset_index()
     write_text(out_csv, csv_table.to_csv(index=False, float_format="%.4f"))

@@ -13,11 +13,24 @@ from diga.method.distill import symmetric_distillation
 from diga.method.ema import ema_decay, update_teacher
 from diga.method.mixing import class_mix_mask, classmix, cross_domain_mixture
 from diga.method.selection import (
-    class_means, consensus_labels, downsample_labels, nearest_centroid_labels, update_centroids_ema,
+    class_means,
+    consensus_labels,
+    downsample_labels,
+    nearest_centroid_labels,
+    update_centroids_ema,
 )
 from diga.train.common import (
-    batches, cross_entropy, device_for, load_segmenter, load_translator, make_teacher, save_segmenter, seed_stage,
-    source_train, target_train, upsample,
+    batches,
+    cross_entropy,
+    device_for,
+    load_segmenter,
+    load_translator,
+    make_teacher,
+    save_segmenter,
+    seed_stage,
+    source_train,
+    target_train,
+    upsample,
 )
 from diga.train.loop import build_optimizer, run_training
 

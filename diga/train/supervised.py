@@ -5,7 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 
 from diga.train.common import (
-    batches, cross_entropy, device_for, new_segmenter, save_segmenter, seed_stage, source_train, target_train,
+    batches,
+    cross_entropy,
+    device_for,
+    new_segmenter,
+    save_segmenter,
+    seed_stage,
+    source_train,
+    target_train,
     upsample,
 )
 from diga.train.loop import build_optimizer, run_training
@@ -18,7 +25,8 @@ def train_supervised(settings: dict, seed: int, stage: str, out_dir: Path) -> No
     stage_cfg = settings["stages"][stage]
     if stage == "oracle":
         if not settings["data"]["target"]["train_has_labels"]:
-            raise ValueError("the oracle needs target-train labels; set stages.oracle.enabled: false for this benchmark")
+            raise ValueError("the oracle needs target-train labels; set stages.oracle.enabled: false for this "
+                             "benchmark")
         dataset = target_train(settings, with_labels=True)
     else:
         dataset = source_train(settings)

@@ -11,8 +11,17 @@ from diga.method.distill import symmetric_distillation
 from diga.method.ema import ema_decay, update_teacher
 from diga.method.mixing import class_mix_mask, cross_domain_mixture
 from diga.train.common import (
-    batches, cross_entropy, device_for, load_translator, make_teacher, new_segmenter, save_segmenter, seed_stage,
-    source_train, target_train, upsample,
+    batches,
+    cross_entropy,
+    device_for,
+    load_translator,
+    make_teacher,
+    new_segmenter,
+    save_segmenter,
+    seed_stage,
+    source_train,
+    target_train,
+    upsample,
 )
 from diga.train.loop import build_optimizer, run_training
 

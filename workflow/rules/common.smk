@@ -1,14 +1,15 @@
 # Shared helpers: output paths, stage lists, and the per-stage settings handed to the diga CLI.
 import json
+import os
 
 BENCH = config["benchmark"]
 SEEDS = config["seeds"]
 ROUNDS = config["stages"]["selftrain"]["rounds"]
 RESULTS = f"results/{BENCH}"
-RUN = RESULTS + "/seed{seed}"
-LOGS = RESULTS + "/logs/seed{seed}"
-BENCHMARKS = RESULTS + "/benchmarks/seed{seed}"
-MANIFEST = config["data"]["root"] + "/manifest.json"
+RUN = f"{RESULTS}/seed{{seed}}"
+LOGS = f"{RESULTS}/logs/seed{{seed}}"
+BENCHMARKS = f"{RESULTS}/benchmarks/seed{{seed}}"
+MANIFEST = f"{config['data']['root']}/manifest.json"
 SELFTRAIN_STAGES = [f"selftrain{r}" for r in range(1, ROUNDS + 1)]
 ORACLE = config["stages"]["oracle"]["enabled"] and config["data"]["target"]["train_has_labels"]
 EVALUATED_STAGES = ["source_only", "warmup", *SELFTRAIN_STAGES] + (["oracle"] if ORACLE else [])
@@ -65,3 +66,24 @@ def job_settings(*sections, stage=None):
         return settings(*sections, seed=wildcards.seed, stage=stage)
 
     return for_job
+
+
+def dataset_root(wildcards, output):
+    """The dataset folder is the one holding the manifest."""
+    return os.path.dirname(output.manifest)
+
+
+def selftrain_inputs(wildcards):
+    previous = previous_stage(wildcards.round)
+    run = RUN.replace("{seed}", wildcards.seed)
+    return {
+        "init": f"{run}/{previous}/model.pt",
+        "pseudolabels": f"{run}/{previous}/pseudolabels.json",
+        "centroids": f"{run}/{centroid_stage(wildcards.round)}/centroids.pt",
+        "translator": f"{run}/translator/translator.pt",
+    }
+
+
+def pseudolabel_dir(wildcards):
+    """The folder of PNGs beside the summary JSON that selftrain_inputs names."""
+    return f"{RUN}/{previous_stage(wildcards.round)}/pseudolabels".replace("{seed}", wildcards.seed)

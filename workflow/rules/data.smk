@@ -7,7 +7,7 @@ rule make_toy:
         manifest=MANIFEST,
     params:
         settings=settings("toycity"),
-        root=config["data"]["root"],
+        root=dataset_root,
     log:
         f"{RESULTS}/logs/make_toy.log",
     benchmark:

@@ -2,21 +2,6 @@
 # (a fixed {round} chain: round r starts from round r-1 and learns from its pseudo-labels).
 
 
-def selftrain_inputs(wildcards):
-    previous = previous_stage(wildcards.round)
-    run = RUN.replace("{seed}", wildcards.seed)
-    return {
-        "init": f"{run}/{previous}/model.pt",
-        "pseudolabels": f"{run}/{previous}/pseudolabels.json",
-        "centroids": f"{run}/{centroid_stage(wildcards.round)}/centroids.pt",
-        "translator": f"{run}/translator/translator.pt",
-    }
-
-
-def pseudolabel_dir(wildcards):
-    return f"{RUN}/{previous_stage(wildcards.round)}/pseudolabels".replace("{seed}", wildcards.seed)
-
-
 rule pseudolabels:
     input:
         model=f"{RUN}/{{stage}}/model.pt",

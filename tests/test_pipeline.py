@@ -1,0 +1,117 @@
+"""The whole DAG, for real, on a reduced ToyCity config; and what reruns when a stage is forced."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import shutil
+
+import numpy as np
+import pytest
+import torch
+from conftest import REPO, TINY_CONFIG, job_counts, run_snakemake
+from PIL import Image
+
+from diga.data.labels import CLASS_NAMES
+
+STAGES = ["source_only", "warmup", "selftrain1", "selftrain2", "oracle"]
+STAGE_RULES = {"make_toy", "translator", "source_only", "oracle", "warmup", "pseudolabels", "centroids",
+               "selftrain", "evaluate", "table"}
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("tiny_run")
+    run_snakemake("--configfile", str(TINY_CONFIG), "--cores", "2", "all", cwd=workdir)
+    return workdir
+
+
+def test_default_dry_run_lists_every_stage(tmp_path):
+    shutil.copytree(REPO / "config", tmp_path / "config")
+    result = run_snakemake("-n", "all", cwd=tmp_path)
+    counts = job_counts(result.stdout)
+    assert STAGE_RULES <= set(counts), f"missing rules: {STAGE_RULES - set(counts)}"
+    assert counts["selftrain"] == 2 and counts["evaluate"] == 5 and counts["pseudolabels"] == 2
+
+
+def test_lint_is_clean():
+    result = run_snakemake("--lint", cwd=REPO, check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "Lints for" not in result.stdout + result.stderr, result.stdout
+
+
+def test_every_stage_writes_real_outputs(tiny_run):
+    run = tiny_run / "results" / "tiny" / "seed0"
+    for stage in STAGES:
+        metrics = json.loads((run / stage / "metrics.json").read_text())
+        assert metrics["stage"] == stage and metrics["seed"] == 0
+        assert 0.0 <= metrics["miou"] <= 100.0 and math.isfinite(metrics["miou"])
+        assert list(metrics["per_class_iou"]) == list(CLASS_NAMES)
+        assert all(v is None or 0.0 <= v <= 100.0 for v in metrics["per_class_iou"].values())
+        confusion = np.array(metrics["confusion"])
+        assert confusion.shape == (19, 19) and confusion.sum() == 6 * 32 * 64  # 6 val images, no ignore
+        provenance = metrics["training_provenance"]
+        assert len(provenance["config_hash"]) == 16 and provenance["git_commit"]
+        assert provenance["versions"]["torch"] == torch.__version__
+        with open(run / stage / "train_log.csv") as handle:
+            rows = list(csv.DictReader(handle))
+        assert len(rows) == 6 and all(math.isfinite(float(r["loss"])) for r in rows)
+        assert float(rows[0]["lr"]) > float(rows[-1]["lr"]) > 0  # poly decay
+
+
+def test_selftrain_log_has_selection_statistics(tiny_run):
+    with open(tiny_run / "results" / "tiny" / "seed0" / "selftrain1" / "train_log.csv") as handle:
+        rows = list(csv.DictReader(handle))
+    for column in ("ce", "ce_mix", "skd", "kept_fraction", "pl_acc_all", "pl_acc_kept"):
+        assert column in rows[0], column
+    assert all(0.0 <= float(r["kept_fraction"]) <= 1.0 for r in rows)
+
+
+def test_pseudolabels_are_palette_pngs_of_train_ids(tiny_run):
+    for stage in ("warmup", "selftrain1"):
+        folder = tiny_run / "results" / "tiny" / "seed0" / stage / "pseudolabels"
+        files = sorted(folder.glob("*.png"))
+        assert len(files) == 8  # n_target_train
+        for path in files:
+            with Image.open(path) as image:
+                assert image.mode == "P" and image.size == (64, 32)
+                assert np.asarray(image).max() < 19
+        summary = json.loads((folder.parent / "pseudolabels.json").read_text())
+        assert summary["images"] == 8 and 0.0 <= summary["pixel_accuracy"] <= 100.0
+
+
+def test_centroids_hold_one_vector_per_class(tiny_run):
+    bank = torch.load(tiny_run / "results" / "tiny" / "seed0" / "warmup" / "centroids.pt", weights_only=False)
+    assert bank["centroids"].shape == (19, 16)  # head_channels 16 in the tiny config
+    assert bank["valid"].any() and torch.isfinite(bank["centroids"]).all()
+
+
+def test_table_has_a_row_per_stage(tiny_run):
+    table = (tiny_run / "results" / "tiny" / "table.md").read_text()
+    for label in ("source-only", "warm-up", "self-training round 1", "self-training round 2", "oracle"):
+        assert f"| {label} | 1 |" in table
+    with open(tiny_run / "results" / "tiny" / "table.csv") as handle:
+        rows = list(csv.DictReader(handle))
+    assert [r["stage"] for r in rows] == ["source_only", "warmup", "selftrain1", "selftrain2", "oracle"]
+    for row in rows:
+        metrics = json.loads((tiny_run / "results" / "tiny" / "seed0" / row["stage"] / "metrics.json").read_text())
+        assert float(row["mIoU"]) == pytest.approx(metrics["miou"], abs=1e-3)
+
+
+def test_nothing_reruns_after_a_complete_run(tiny_run):
+    result = run_snakemake("--configfile", str(TINY_CONFIG), "-n", "all", cwd=tiny_run)
+    assert "Nothing to be done" in result.stdout + result.stderr
+
+
+def test_forcerun_warmup_reruns_warmup_and_what_follows_only(tiny_run):
+    result = run_snakemake("--configfile", str(TINY_CONFIG), "-n", "--forcerun", "warmup", "all", cwd=tiny_run)
+    counts = job_counts(result.stdout)
+    assert counts["warmup"] == 1 and counts["selftrain"] == 2 and counts["pseudolabels"] == 2
+    assert counts["centroids"] == 1 and counts["evaluate"] == 3 and counts["table"] == 1
+    assert not {"make_toy", "translator", "source_only", "oracle"} & set(counts)
+
+
+def test_until_warmup_runs_only_up_to_warmup(tmp_path):
+    result = run_snakemake("--configfile", str(TINY_CONFIG), "-n", "--until", "warmup", cwd=tmp_path)
+    assert job_counts(result.stdout) == {"make_toy": 1, "translator": 1, "warmup": 1}
