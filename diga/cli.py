@@ -18,6 +18,7 @@ def _common(parser: argparse.ArgumentParser, seed: bool = True) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="diga", description=__doc__)
+    parser.add_argument("--threads", type=int, default=None, help="CPU threads for torch (default: torch's choice)")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("make-toy", help="generate the ToyCity benchmark (source and target domains)")
@@ -74,6 +75,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> None:
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
     settings = config_module.load(args.config)
     command = args.command
     if command == "make-toy":

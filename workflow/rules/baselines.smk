@@ -11,6 +11,7 @@ rule source_only:
     params:
         settings=job_settings("model", "optim", "train", stage="source_only"),
         out_dir=f"{RUN}/source_only",
+    threads: 2
     log:
         f"{LOGS}/source_only.log",
     benchmark:
@@ -18,7 +19,7 @@ rule source_only:
     conda:
         "../../environment.yml"
     shell:
-        "diga source-only --config {params.settings:q} --seed {wildcards.seed} --out-dir {params.out_dir} > {log} 2>&1"
+        "diga --threads {threads} source-only --config {params.settings:q} --seed {wildcards.seed} --out-dir {params.out_dir} > {log} 2>&1"
 
 
 rule oracle:
@@ -30,6 +31,7 @@ rule oracle:
     params:
         settings=job_settings("model", "optim", "train", stage="oracle"),
         out_dir=f"{RUN}/oracle",
+    threads: 2
     log:
         f"{LOGS}/oracle.log",
     benchmark:
@@ -37,4 +39,4 @@ rule oracle:
     conda:
         "../../environment.yml"
     shell:
-        "diga oracle --config {params.settings:q} --seed {wildcards.seed} --out-dir {params.out_dir} > {log} 2>&1"
+        "diga --threads {threads} oracle --config {params.settings:q} --seed {wildcards.seed} --out-dir {params.out_dir} > {log} 2>&1"

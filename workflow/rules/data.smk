@@ -8,6 +8,7 @@ rule make_toy:
     params:
         settings=settings("toycity"),
         root=dataset_root,
+    threads: 1
     log:
         f"{RESULTS}/logs/make_toy.log",
     benchmark:
@@ -15,4 +16,4 @@ rule make_toy:
     conda:
         "../../environment.yml"
     shell:
-        "diga make-toy --config {params.settings:q} --out {params.root} > {log} 2>&1"
+        "diga --threads {threads} make-toy --config {params.settings:q} --out {params.root} > {log} 2>&1"

@@ -8,6 +8,7 @@ rule evaluate:
         metrics=f"{RUN}/{{stage}}/metrics.json",
     params:
         settings=job_settings("evaluate"),
+    threads: 1
     log:
         f"{LOGS}/evaluate_{{stage}}.log",
     benchmark:
@@ -15,7 +16,7 @@ rule evaluate:
     conda:
         "../../environment.yml"
     shell:
-        "diga evaluate --config {params.settings:q} --seed {wildcards.seed} --stage {wildcards.stage}"
+        "diga --threads {threads} evaluate --config {params.settings:q} --seed {wildcards.seed} --stage {wildcards.stage}"
         " --checkpoint {input.model} --out {output.metrics} > {log} 2>&1"
 
 
@@ -27,6 +28,7 @@ rule table:
         csv=f"{RESULTS}/table.csv",
     params:
         settings=settings(),
+    threads: 1
     log:
         f"{RESULTS}/logs/table.log",
     benchmark:
@@ -34,5 +36,5 @@ rule table:
     conda:
         "../../environment.yml"
     shell:
-        "diga table --config {params.settings:q} --metrics {input.metrics}"
+        "diga --threads {threads} table --config {params.settings:q} --metrics {input.metrics}"
         " --out-md {output.md} --out-csv {output.csv} > {log} 2>&1"

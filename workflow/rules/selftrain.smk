@@ -10,6 +10,7 @@ rule pseudolabels:
         summary=f"{RUN}/{{stage}}/pseudolabels.json",
     params:
         settings=job_settings("evaluate"),
+    threads: 1
     log:
         f"{LOGS}/pseudolabels_{{stage}}.log",
     benchmark:
@@ -17,7 +18,7 @@ rule pseudolabels:
     conda:
         "../../environment.yml"
     shell:
-        "diga pseudolabels --config {params.settings:q} --checkpoint {input.model}"
+        "diga --threads {threads} pseudolabels --config {params.settings:q} --checkpoint {input.model}"
         " --out-dir {output.labels} --summary {output.summary} > {log} 2>&1"
 
 
@@ -28,6 +29,7 @@ rule centroids:
         centroids=f"{RUN}/{{stage}}/centroids.pt",
     params:
         settings=job_settings("centroids"),
+    threads: 1
     log:
         f"{LOGS}/centroids_{{stage}}.log",
     benchmark:
@@ -35,7 +37,7 @@ rule centroids:
     conda:
         "../../environment.yml"
     shell:
-        "diga centroids --config {params.settings:q} --checkpoint {input.model} --out {output.centroids} > {log} 2>&1"
+        "diga --threads {threads} centroids --config {params.settings:q} --checkpoint {input.model} --out {output.centroids} > {log} 2>&1"
 
 
 rule selftrain:
@@ -48,6 +50,7 @@ rule selftrain:
         settings=job_settings("optim", "ema", "augment", "centroids", "train", stage="selftrain"),
         pseudolabel_dir=pseudolabel_dir,
         out_dir=f"{RUN}/selftrain{{round}}",
+    threads: 2
     log:
         f"{LOGS}/selftrain{{round}}.log",
     benchmark:
@@ -55,6 +58,6 @@ rule selftrain:
     conda:
         "../../environment.yml"
     shell:
-        "diga selftrain --config {params.settings:q} --seed {wildcards.seed} --round {wildcards.round}"
+        "diga --threads {threads} selftrain --config {params.settings:q} --seed {wildcards.seed} --round {wildcards.round}"
         " --init {input.init} --translator {input.translator} --pseudolabels {params.pseudolabel_dir}"
         " --centroids {input.centroids} --out-dir {params.out_dir} > {log} 2>&1"

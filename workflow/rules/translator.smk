@@ -11,6 +11,7 @@ rule translator:
     params:
         settings=job_settings("translator", "train"),
         out_dir=f"{RUN}/translator",
+    threads: 2
     log:
         f"{LOGS}/translator.log",
     benchmark:
@@ -18,4 +19,4 @@ rule translator:
     conda:
         "../../environment.yml"
     shell:
-        "diga translator --config {params.settings:q} --seed {wildcards.seed} --out-dir {params.out_dir} > {log} 2>&1"
+        "diga --threads {threads} translator --config {params.settings:q} --seed {wildcards.seed} --out-dir {params.out_dir} > {log} 2>&1"

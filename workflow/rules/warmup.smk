@@ -12,6 +12,7 @@ rule warmup:
     params:
         settings=job_settings("model", "optim", "ema", "augment", "train", stage="warmup"),
         out_dir=f"{RUN}/warmup",
+    threads: 2
     log:
         f"{LOGS}/warmup.log",
     benchmark:
@@ -19,5 +20,5 @@ rule warmup:
     conda:
         "../../environment.yml"
     shell:
-        "diga warmup --config {params.settings:q} --seed {wildcards.seed} --translator {input.translator}"
+        "diga --threads {threads} warmup --config {params.settings:q} --seed {wildcards.seed} --translator {input.translator}"
         " --out-dir {params.out_dir} > {log} 2>&1"
