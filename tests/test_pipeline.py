@@ -10,9 +10,9 @@ import shutil
 import numpy as np
 import pytest
 import torch
-from conftest import REPO, TINY_CONFIG, job_counts, run_snakemake
 from PIL import Image
 
+from conftest import REPO, TINY_CONFIG, job_counts, run_snakemake
 from diga.data.labels import CLASS_NAMES
 
 STAGES = ["source_only", "warmup", "selftrain1", "selftrain2", "oracle"]

@@ -1,0 +1,56 @@
+"""The one network code path at both sizes, and the translator's shapes and edge mask."""
+
+from __future__ import annotations
+
+import torch
+import torchvision
+
+from diga.models.deeplabv2 import build_segmenter
+from diga.models.translator import Generator, MultiScaleDiscriminator
+from diga.train.translator import label_edges
+
+TOY = {"block": "basic", "layers": [2, 2, 2, 2], "width": 16, "head_channels": 32, "head_rates": [2, 4, 6],
+       "gn_groups": 8, "se_reduction": 4, "dropout": 0.1, "freeze_backbone_bn": False, "init": "random"}
+PAPER = {"block": "bottleneck", "layers": [3, 4, 23, 3], "width": 64, "head_channels": 256,
+         "head_rates": [6, 12, 18, 24], "gn_groups": 32, "se_reduction": 16, "dropout": 0.1,
+         "freeze_backbone_bn": True, "init": "random"}
+
+
+def test_toy_network_has_output_stride_8_and_a_feature_per_pixel():
+    model = build_segmenter(TOY, 19).eval()
+    output = model(torch.rand(2, 3, 64, 128))
+    # conv1 /2 -> 32x64, maxpool (ceil) /2 -> 16x32, layer2 /2 -> 8x16 (ceil mode adds one row/col: 9x17)
+    assert output.logits.shape == (2, 19, 9, 17)
+    assert output.feat.shape == (2, 32, 9, 17)
+
+
+def test_paper_backbone_is_resnet101_with_the_proda_head():
+    model = build_segmenter(PAPER, 19)
+    backbone = sum(p.numel() for p in model.backbone.parameters())
+    reference = torchvision.models.resnet101()
+    expected = sum(p.numel() for name, p in reference.named_parameters() if not name.startswith("fc."))
+    assert backbone == expected  # same layers and widths as ResNet-101, only strides and dilations differ
+    assert len(model.head.branches) == 5  # 1x1 plus four dilated 3x3 branches
+    assert model.head.classifier.weight.shape == (19, 256, 1, 1)
+    frozen = [p for m in model.backbone.modules() if isinstance(m, torch.nn.BatchNorm2d) for p in m.parameters()]
+    assert frozen and not any(p.requires_grad for p in frozen)
+    backbone_params, head_params = model.parameter_groups()
+    assert not any(p is q for p in backbone_params for q in frozen)
+    assert len(head_params) == len(list(model.head.parameters()))
+
+
+def test_generator_keeps_the_image_size_and_range():
+    generator = Generator(width=4, res_blocks=1)
+    images = torch.rand(1, 3, 30, 66)  # not multiples of 4
+    out = generator(images)
+    assert out.shape == images.shape and 0.0 <= out.min() and out.max() <= 1.0
+    scores = MultiScaleDiscriminator(width=4, scales=2)(torch.rand(1, 3, 64, 128))
+    assert [tuple(s.shape) for s in scores] == [(1, 1, 4, 8), (1, 1, 2, 4)]
+
+
+def test_label_edges_mark_pixels_within_two_of_a_boundary():
+    labels = torch.zeros(1, 8, 8, dtype=torch.long)
+    labels[:, :, 4:] = 1  # a vertical boundary between columns 3 and 4
+    edges = label_edges(labels)[0, 0]
+    # the 5x5 Laplacian reaches two pixels each side: columns 2..5 are edges, 0, 1, 6, 7 are not
+    assert edges[:, 2:6].eq(1).all() and edges[:, [0, 1, 6, 7]].eq(0).all()
