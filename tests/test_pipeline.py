@@ -89,7 +89,7 @@ def test_centroids_hold_one_vector_per_class(tiny_run):
 
 def test_table_has_a_row_per_stage(tiny_run):
     table = (tiny_run / "results" / "tiny" / "table.md").read_text()
-    for label in ("source-only", "warm-up", "self-training round 1", "self-training round 2", "oracle"):
+    for label in ("source-only", "warm-up", "self-training round 1", "self-training round 2", "oracle (target labels)"):
         assert f"| {label} | 1 |" in table
     with open(tiny_run / "results" / "tiny" / "table.csv") as handle:
         rows = list(csv.DictReader(handle))
