@@ -60,7 +60,8 @@ def train_selftrain(settings: dict, seed: int, round_index: int, init_path: Path
     translator = load_translator(translator_path, device)
     student = load_segmenter(init_path, device).train()
     teacher = make_teacher(student, settings)  # re-initialised to the student at each round, as in the paper
-    optimizer = build_optimizer(*student.parameter_groups(), settings["optim"])
+    optim = dict(settings["optim"], lr=settings["optim"]["lr"] * cfg["lr_scale"])
+    optimizer = build_optimizer(*student.parameter_groups(), optim)
     bank = torch.load(centroids_path, map_location="cpu", weights_only=False)
     centroids = bank["centroids"].to(device)
     centroid_valid = bank["valid"].to(device)
