@@ -12,15 +12,26 @@ validate(config, "workflow/schemas/config.schema.yaml")
 
 
 include: "workflow/rules/common.smk"
+wildcard_constraints:
+    seed=r"\d+",
+    round=r"\d+",
+    stage="source_only|warmup|oracle|selftrain\\d+",
+    variant="(ablations/(" + "|".join(VARIANTS) + ")/)?",
+
+
 include: "workflow/rules/data.smk"
 include: "workflow/rules/translator.smk"
 include: "workflow/rules/baselines.smk"
 include: "workflow/rules/warmup.smk"
 include: "workflow/rules/selftrain.smk"
 include: "workflow/rules/evaluate.smk"
+include: "workflow/rules/report.smk"
+
+
+report: "workflow/report/workflow.rst"
 
 
 rule all:
     default_target: True
     input:
-        table_outputs(),
+        final_outputs(),

@@ -64,14 +64,52 @@ def build_parser() -> argparse.ArgumentParser:
     _common(p)
     p.add_argument("--checkpoint", required=True, type=Path)
     p.add_argument("--stage", required=True)
+    p.add_argument("--variant", default="main", help="config variant the model belongs to ('main' or an ablation)")
     p.add_argument("--out", required=True, type=Path)
 
-    p = sub.add_parser("table", help="the result table over stages and seeds")
+    p = sub.add_parser("table", help="main results table (.md, .csv, .tex): stages x classes, published rows")
     _common(p, seed=False)
     p.add_argument("--metrics", nargs="+", required=True, type=Path)
-    p.add_argument("--out-md", required=True, type=Path)
-    p.add_argument("--out-csv", required=True, type=Path)
+    p.add_argument("--references", type=Path, help="published results (config/references.yaml)")
+    p.add_argument("--out-stem", required=True, type=Path, help="output path without suffix")
+
+    p = sub.add_parser("ablation-table", help="ablation table (.md, .csv, .tex)")
+    _common(p, seed=False)
+    p.add_argument("--metrics", nargs="+", required=True, type=Path)
+    p.add_argument("--final-stage", required=True)
+    p.add_argument("--out-stem", required=True, type=Path)
+
+    p = sub.add_parser("pseudolabel-table", help="pseudo-label quality per self-training round (.md, .csv, .tex)")
+    _common(p, seed=False)
+    p.add_argument("--train-logs", nargs="+", required=True, type=Path, help="selftrain<r>/train_log.csv files")
+    p.add_argument("--summaries", nargs="+", required=True, type=Path,
+                   help="the pseudolabels.json each round learned from, in the same order")
+    p.add_argument("--out-stem", required=True, type=Path)
+
+    p = sub.add_parser("run-info", help="the run's full config, code version and software versions (Markdown)")
+    _common(p, seed=False)
+    p.add_argument("--out", required=True, type=Path)
+
+    p = sub.add_parser("figures", help="training curves, per-class IoU, qualitative grid, confusion matrix")
+    _common(p, seed=False)
+    p.add_argument("--metrics", nargs="+", required=True, type=Path)
+    p.add_argument("--logs", nargs="+", required=True, metavar="STAGE=CSV", help="training logs of one seed")
+    p.add_argument("--models", nargs="+", required=True, metavar="STAGE=PT", help="models for the qualitative grid")
+    p.add_argument("--final-stage", required=True)
+    p.add_argument("--qualitative-images", type=int, default=4)
+    p.add_argument("--out-dir", required=True, type=Path)
     return parser
+
+
+def _pairs(items: list[str]) -> dict[str, Path]:
+    """['warmup=path', ...] -> {'warmup': Path('path')}."""
+    pairs = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise ValueError(f"expected STAGE=PATH, got {item!r}")
+        pairs[key] = Path(value)
+    return pairs
 
 
 def run(args: argparse.Namespace) -> None:
@@ -113,11 +151,28 @@ def run(args: argparse.Namespace) -> None:
     elif command == "evaluate":
         from diga.infer.evaluate import evaluate_checkpoint
 
-        evaluate_checkpoint(settings, args.checkpoint, args.stage, args.seed, args.out)
+        evaluate_checkpoint(settings, args.checkpoint, args.stage, args.seed, args.out, args.variant)
     elif command == "table":
-        from diga.report.tables import write_table
+        from diga.report.tables import write_main_table
 
-        write_table(args.metrics, args.out_md, args.out_csv, settings["benchmark"])
+        write_main_table(args.metrics, args.out_stem, settings["benchmark"], args.references)
+    elif command == "ablation-table":
+        from diga.report.tables import write_ablation_table
+
+        write_ablation_table(args.metrics, args.out_stem, settings["benchmark"], args.final_stage)
+    elif command == "pseudolabel-table":
+        from diga.report.tables import write_pseudolabel_table
+
+        write_pseudolabel_table(args.train_logs, args.summaries, args.out_stem, settings["benchmark"])
+    elif command == "run-info":
+        from diga.report.run_info import write_run_info
+
+        write_run_info(settings, args.out)
+    elif command == "figures":
+        from diga.report.figures import make_figures
+
+        make_figures(settings, args.metrics, _pairs(args.logs), _pairs(args.models), args.out_dir,
+                     args.final_stage, args.qualitative_images)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -46,12 +46,14 @@ def metrics_from_confusion(confusion: np.ndarray) -> dict:
     }
 
 
-def evaluate_checkpoint(settings: dict, checkpoint: Path, stage: str, seed: int, out_path: Path) -> dict:
+def evaluate_checkpoint(settings: dict, checkpoint: Path, stage: str, seed: int, out_path: Path,
+                        variant: str = "main") -> dict:
     device = device_for(settings)
     state = torch.load(checkpoint, map_location="cpu", weights_only=False)
     model = load_segmenter(checkpoint, device, "student").eval()
     confusion = confusion_on_val(settings, model, device)
-    result = {"benchmark": settings["benchmark"], "stage": stage, "seed": seed, "model": "student",
+    result = {"benchmark": settings["benchmark"], "stage": stage, "variant": variant, "seed": seed,
+              "checkpoint": "last", "model": "student",
               **metrics_from_confusion(confusion), "confusion": confusion.tolist()}
     if state.get("teacher") is not None:  # the EMA teacher, for reference
         teacher = load_segmenter(checkpoint, device, "teacher").eval()

@@ -29,6 +29,14 @@ def consensus_labels(offline: torch.Tensor, prototype: torch.Tensor) -> torch.Te
     return torch.where(offline == prototype, offline, torch.full_like(offline, IGNORE_INDEX))
 
 
+def confident_labels(offline: torch.Tensor, probabilities: torch.Tensor, threshold: float) -> torch.Tensor:
+    """The fixed-threshold baseline: keep the offline label where the model gives its class probability >= threshold."""
+    index = offline.clamp(max=probabilities.shape[1] - 1)[:, None]
+    confidence = probabilities.gather(1, index)[:, 0]
+    keep = (offline != IGNORE_INDEX) & (confidence >= threshold)
+    return torch.where(keep, offline, torch.full_like(offline, IGNORE_INDEX))
+
+
 def class_means(feat: torch.Tensor, labels: torch.Tensor, num_classes: int,
                 min_pixels: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Per image and class, the mean feature over the pixels labelled with that class.

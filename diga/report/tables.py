@@ -1,16 +1,25 @@
-"""The result table: one row per stage, per-class IoU and mIoU, mean and std over seeds."""
+"""The paper's tables from this run's metrics: main results (with published rows), ablations, pseudo-label
+quality. Each table is written as Markdown, CSV and LaTeX (booktabs) from one list of rows."""
 
 from __future__ import annotations
 
+import csv
+import io
 import json
+import math
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import yaml
 
 from diga.atomic import write_text
 
+# The 13-class SYNTHIA protocol drops these from the 16 (literature convention, §5 of the method notes).
+MIOU13_DROPPED = ("wall", "fence", "pole")
 STAGE_LABELS = {"source_only": "source-only", "warmup": "warm-up", "oracle": "oracle (target labels)"}
+CHECKPOINT_LABELS = {"last": "last", "best": "best on val"}
 
 
 def stage_label(stage: str) -> str:
@@ -25,59 +34,254 @@ def stage_order(stage: str) -> tuple[int, int]:
     return ({"source_only": 0, "warmup": 1, "oracle": 3}.get(stage, 4), 0)
 
 
+# ----------------------------------------------------------------------------------------------------------
+# Collecting metrics
+# ----------------------------------------------------------------------------------------------------------
+
+def read_metrics(path: str | Path) -> dict:
+    metrics = json.loads(Path(path).read_text())
+    trained = metrics.get("training_provenance") or metrics["provenance"]
+    row = {"stage": metrics["stage"], "variant": metrics.get("variant", "main"),
+           "checkpoint": metrics.get("checkpoint", "last"), "seed": metrics["seed"],
+           **{k: (np.nan if v is None else v) for k, v in metrics["per_class_iou"].items()},
+           "mIoU": metrics["miou"], "config_hash": trained["config_hash"], "git_commit": trained["git_commit"]}
+    if len(metrics["per_class_iou"]) == 16:  # SYNTHIA: also the 13-class mIoU
+        kept = [v for k, v in metrics["per_class_iou"].items() if k not in MIOU13_DROPPED and v is not None]
+        row["mIoU13"] = float(np.mean(kept)) if kept else np.nan
+    return row
+
+
 def collect(metrics_paths: list[str | Path]) -> pd.DataFrame:
-    """One row per (stage, seed) with a column per class IoU and the mIoU."""
-    rows = []
-    for path in metrics_paths:
-        metrics = json.loads(Path(path).read_text())
-        trained = metrics.get("training_provenance") or metrics["provenance"]
-        rows.append({"stage": metrics["stage"], "seed": metrics["seed"], **metrics["per_class_iou"],
-                     "mIoU": metrics["miou"], "config_hash": trained["config_hash"],
-                     "git_commit": trained["git_commit"]})
-    if not rows:
+    """One row per metrics file: stage, variant, checkpoint, seed, a column per class, mIoU (and mIoU13)."""
+    if not metrics_paths:
         raise ValueError("no metrics files given to the table")
-    return pd.DataFrame(rows)
+    return pd.DataFrame([read_metrics(p) for p in metrics_paths])
 
 
-def summarise(per_seed: pd.DataFrame) -> pd.DataFrame:
-    """Mean and std (ddof 1; 0 for one seed) over seeds per stage, stages in pipeline order."""
-    value_columns = [c for c in per_seed.columns if c not in ("stage", "seed", "config_hash", "git_commit")]
-    grouped = per_seed.groupby("stage")[value_columns]
-    means, stds = grouped.mean(), grouped.std(ddof=1).fillna(0.0)
-    table = pd.DataFrame(index=means.index)
-    table["seeds"] = per_seed.groupby("stage")["seed"].count()
-    for column in value_columns:
-        table[column] = means[column]
-        table[f"{column}_std"] = stds[column]
-    table = table.loc[sorted(table.index, key=stage_order)]
-    table.insert(0, "stage_label", [stage_label(s) for s in table.index])
-    return table
+def class_columns(per_seed: pd.DataFrame) -> list[str]:
+    fixed = {"stage", "variant", "checkpoint", "seed", "mIoU", "mIoU13", "config_hash", "git_commit"}
+    return [c for c in per_seed.columns if c not in fixed]
 
 
-def to_markdown(table: pd.DataFrame, class_names: list[str], benchmark: str, provenance_line: str) -> str:
-    header = ["stage", "seeds", *class_names, "mIoU"]
-    lines = [f"# {benchmark}: target-val IoU per class (%), mean ± std over seeds", "",
-             "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    for _, row in table.iterrows():
-        cells = [row["stage_label"], str(int(row["seeds"]))]
-        for name in [*class_names, "mIoU"]:
-            mean, std = row[name], row[f"{name}_std"]
-            cell = "–" if np.isnan(mean) else f"{mean:.1f} ± {std:.1f}"
-            cells.append(f"**{cell}**" if name == "mIoU" else cell)
+# ----------------------------------------------------------------------------------------------------------
+# Table rows and rendering
+# ----------------------------------------------------------------------------------------------------------
+
+@dataclass
+class Row:
+    """One table row: a label, the seed count ('' for published rows) and values as (mean, std or None)."""
+
+    label: str
+    seeds: str
+    values: dict[str, tuple[float, float | None]]
+    extra: dict[str, str] = field(default_factory=dict)  # text columns (source, backbone, verified, ...)
+
+
+def measured_rows(per_seed: pd.DataFrame, columns: list[str]) -> list[Row]:
+    """Mean and std (ddof 1; 0 for one seed) over seeds per (stage, checkpoint), stages in pipeline order."""
+    rows = []
+    groups = per_seed.groupby(["stage", "checkpoint"], sort=False)
+    keys = sorted(groups.groups, key=lambda key: (stage_order(key[0]), key[1] != "last"))
+    show_checkpoint = per_seed["checkpoint"].nunique() > 1
+    for stage, checkpoint in keys:
+        group = groups.get_group((stage, checkpoint))
+        label = stage_label(stage) + (f" ({CHECKPOINT_LABELS.get(checkpoint, checkpoint)})" if show_checkpoint else "")
+        values = {}
+        for column in columns:
+            series = group[column].dropna() if column in group else pd.Series(dtype=float)
+            if series.empty:
+                values[column] = (math.nan, None)
+            else:
+                values[column] = (float(series.mean()), float(series.std(ddof=1)) if len(series) > 1 else 0.0)
+        rows.append(Row(label, str(len(group)), values))
+    return rows
+
+
+def reference_rows(references: list[dict], class_names: list[str], columns: list[str]) -> list[Row]:
+    """Published rows: values as given (no std), with source, backbone and the verified flag."""
+    rows = []
+    for ref in references:
+        values = {c: (math.nan, None) for c in columns}
+        per_class = ref.get("per_class") or []
+        if per_class and len(per_class) != len(class_names):
+            raise ValueError(f"references: {ref['method']} has {len(per_class)} per-class values, the table has "
+                             f"{len(class_names)} classes; fix config/references.yaml")
+        for name, value in zip(class_names, per_class, strict=False):
+            values[name] = (float(value), None)
+        values["mIoU"] = (float(ref["miou"]), None)
+        if "mIoU13" in columns and "miou13" in ref:
+            values["mIoU13"] = (float(ref["miou13"]), None)
+        flag = "verified" if ref.get("verified") else "unverified"
+        rows.append(Row(f"{ref['method']} [published, {flag}]", "", values,
+                        {"backbone": ref.get("backbone", "unknown"), "source": ref["source"],
+                         "verified": str(bool(ref.get("verified"))).lower()}))
+    return rows
+
+
+def format_value(mean: float, std: float | None, digits: int = 1, plus_minus: str = " ± ") -> str:
+    if math.isnan(mean):
+        return "–"
+    return f"{mean:.{digits}f}" if std is None else f"{mean:.{digits}f}{plus_minus}{std:.{digits}f}"
+
+
+def to_markdown(rows: list[Row], columns: list[str], title: str, notes: list[str], first: str = "stage",
+                bold: tuple[str, ...] = ("mIoU", "mIoU13"), extra: tuple[str, ...] = ()) -> str:
+    header = [first, "seeds", *columns, *extra]
+    lines = [f"# {title}", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for row in rows:
+        cells = [row.label, row.seeds]
+        for column in columns:
+            cell = format_value(*row.values[column])
+            cells.append(f"**{cell}**" if column in bold and cell != "–" else cell)
+        cells += [row.extra.get(column, "") for column in extra]
         lines.append("| " + " | ".join(cells) + " |")
-    lines += ["", provenance_line, ""]
+    return "\n".join(lines + [""] + notes + [""])
+
+
+def to_csv(rows: list[Row], columns: list[str], first: str = "stage", extra: tuple[str, ...] = ()) -> str:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow([first, "seeds", *[h for c in columns for h in (c, f"{c}_std")], *extra])
+    for row in rows:
+        cells = [row.label, row.seeds]
+        for column in columns:
+            mean, std = row.values[column]
+            cells += ["" if math.isnan(mean) else f"{mean:.4f}", "" if std is None else f"{std:.4f}"]
+        writer.writerow(cells + [row.extra.get(column, "") for column in extra])
+    return buffer.getvalue()
+
+
+def _latex_escape(text: str) -> str:
+    for char, escaped in (("\\", r"\textbackslash{}"), ("&", r"\&"), ("%", r"\%"), ("_", r"\_"), ("#", r"\#")):
+        text = text.replace(char, escaped)
+    return text
+
+
+def to_latex(rows: list[Row], columns: list[str], caption: str, first: str = "stage") -> str:
+    """A booktabs table (needs \\usepackage{booktabs}); published rows below a midrule."""
+    spec = "l" + "c" + "c" * len(columns)
+    header = " & ".join([first, "seeds", *[_latex_escape(c) for c in columns]]) + r" \\"
+    lines = [r"\begin{table}[t]", r"\centering", r"\scriptsize", rf"\begin{{tabular}}{{{spec}}}", r"\toprule",
+             header, r"\midrule"]
+    previous_published = False
+    for row in rows:
+        published = row.seeds == ""
+        if published and not previous_published and lines[-1] != r"\midrule":
+            lines.append(r"\midrule")
+        previous_published = published
+        cells = [_latex_escape(row.label), row.seeds or "--"]
+        cells += [format_value(*row.values[c], plus_minus=r"$\pm$").replace("–", "--") for c in columns]
+        lines.append(" & ".join(cells) + r" \\")
+    lines += [r"\bottomrule", r"\end{tabular}", rf"\caption{{{_latex_escape(caption)}}}", r"\end{table}", ""]
     return "\n".join(lines)
 
 
-def write_table(metrics_paths: list[str | Path], out_md: Path, out_csv: Path, benchmark: str) -> pd.DataFrame:
-    per_seed = collect(metrics_paths)
-    class_names = [c for c in per_seed.columns if c not in ("stage", "seed", "mIoU", "config_hash", "git_commit")]
-    table = summarise(per_seed)
+def write_all(stem: Path, markdown: str, csv_text: str, latex: str) -> None:
+    write_text(stem.with_suffix(".md"), markdown)
+    write_text(stem.with_suffix(".csv"), csv_text)
+    write_text(stem.with_suffix(".tex"), latex)
+
+
+def provenance_note(per_seed: pd.DataFrame) -> str:
     commits = ", ".join(sorted(per_seed["git_commit"].unique()))
     hashes = ", ".join(sorted(per_seed["config_hash"].unique()))
-    provenance_line = (f"Seeds: {sorted(per_seed['seed'].unique().tolist())}. Code: {commits}. "
-                       f"Training config hashes: {hashes}. The student of each stage is evaluated; '–' = class absent.")
-    write_text(out_md, to_markdown(table, class_names, benchmark, provenance_line))
-    csv_table = table.rename(columns={"stage_label": "label"}).reset_index()
-    write_text(out_csv, csv_table.to_csv(index=False, float_format="%.4f"))
-    return table
+    seeds = sorted(per_seed["seed"].unique().tolist())
+    return (f"Seeds: {seeds}. Code: {commits}. Training config hashes: {hashes}. "
+            "Measured rows: the student of each stage, mean ± std over seeds; '–' = class absent or not reported.")
+
+
+# ----------------------------------------------------------------------------------------------------------
+# The three tables
+# ----------------------------------------------------------------------------------------------------------
+
+def load_references(path: str | Path | None, benchmark: str) -> list[dict]:
+    if path is None:
+        return []
+    data = yaml.safe_load(Path(path).read_text()) or {}
+    return data.get(benchmark, [])
+
+
+def write_main_table(metrics_paths: list[str | Path], out_stem: Path, benchmark: str,
+                     references_path: str | Path | None = None) -> list[Row]:
+    """Per-class IoU and mIoU per stage (and mIoU13 for 16 classes), published rows below."""
+    per_seed = collect(metrics_paths)
+    per_seed = per_seed[per_seed["variant"] == "main"]
+    names = class_columns(per_seed)
+    columns = [*names, "mIoU"] + (["mIoU13"] if "mIoU13" in per_seed else [])
+    rows = measured_rows(per_seed, columns)
+    references = reference_rows(load_references(references_path, benchmark), names, columns)
+    title = f"{benchmark}: target-val IoU per class (%), mean ± std over seeds"
+    notes = [provenance_note(per_seed)]
+    for row in references:
+        notes.append(f"- {row.label}: {row.extra['backbone']}; source: {row.extra['source']}.")
+    markdown = to_markdown(rows + references, columns, title, notes)
+    csv_text = to_csv(rows + references, columns, extra=("backbone", "source", "verified"))
+    write_all(out_stem, markdown, csv_text, to_latex(rows + references, columns, title))
+    return rows + references
+
+
+# Ablation rows: (label, variant, stage). Each variant is a config override of the same rules.
+ABLATION_ROWS = (
+    ("source-only", "main", "source_only"),
+    ("warm-up: SKD only (augmented source as the second view)", "skd_only", "warmup"),
+    ("warm-up: SKD + cross-domain mixture", "main", "warmup"),
+    ("self-training: fixed confidence threshold", "fixed_threshold", "final"),
+    ("full DiGA (threshold-free consensus)", "main", "final"),
+)
+
+
+def write_ablation_table(metrics_paths: list[str | Path], out_stem: Path, benchmark: str,
+                         final_stage: str) -> list[Row]:
+    """mIoU of each ablation row that has metrics; rows whose variant was not run are left out."""
+    per_seed = collect(metrics_paths)
+    rows = []
+    for label, variant, stage in ABLATION_ROWS:
+        stage = final_stage if stage == "final" else stage
+        chosen = per_seed[(per_seed["variant"] == variant) & (per_seed["stage"] == stage)
+                          & (per_seed["checkpoint"] == "last")]
+        if chosen.empty:
+            continue
+        std = float(chosen["mIoU"].std(ddof=1)) if len(chosen) > 1 else 0.0
+        rows.append(Row(label, str(len(chosen)), {"mIoU": (float(chosen["mIoU"].mean()), std)},
+                        {"variant": variant, "stage": stage}))
+    title = f"{benchmark}: ablations, target-val mIoU (%), mean ± std over seeds"
+    notes = ["Each row is a config variant of the same rules (config `ablations`); 'main' is the full run.",
+             provenance_note(per_seed)]
+    markdown = to_markdown(rows, ["mIoU"], title, notes, first="configuration", extra=("variant", "stage"))
+    write_all(out_stem, markdown, to_csv(rows, ["mIoU"], first="configuration", extra=("variant", "stage")),
+              to_latex(rows, ["mIoU"], title, first="configuration"))
+    return rows
+
+
+def write_pseudolabel_table(train_logs: list[str | Path], summaries: list[str | Path], out_stem: Path,
+                            benchmark: str) -> list[Row]:
+    """Per self-training round: accuracy of the offline pseudo-labels it learns from (whole target-train images)
+    and, averaged over its training crops, the fraction kept by the selection and the accuracy of kept and of
+    all pseudo-labels. Paths are .../seed<k>/selftrain<r>/train_log.csv and .../seed<k>/<stage>/pseudolabels.json
+    (the stage the round's labels come from)."""
+    records = []
+    for log_path, summary_path in zip(train_logs, summaries, strict=True):
+        log = pd.read_csv(log_path)
+        summary = json.loads(Path(summary_path).read_text())
+        if "pl_acc_kept" not in log:
+            raise ValueError(f"{log_path} has no pseudo-label accuracy: the target-train labels are needed "
+                             "(data.target.train_has_labels: true)")
+        records.append({"round": Path(log_path).parent.name, "from": Path(summary_path).parent.name,
+                        "offline_accuracy": summary["pixel_accuracy"], "kept": 100 * log["kept_fraction"].mean(),
+                        "kept_accuracy": 100 * log["pl_acc_kept"].mean(),
+                        "all_accuracy": 100 * log["pl_acc_all"].mean()})
+    frame = pd.DataFrame(records)
+    columns = ["offline_accuracy", "kept", "kept_accuracy", "all_accuracy"]
+    rows = []
+    for (round_name, source), group in sorted(frame.groupby(["round", "from"]), key=lambda kv: stage_order(kv[0][0])):
+        values = {c: (float(group[c].mean()), float(group[c].std(ddof=1)) if len(group) > 1 else 0.0)
+                  for c in columns}
+        rows.append(Row(f"{stage_label(round_name)} (labels from {stage_label(source)})", str(len(group)), values))
+    title = f"{benchmark}: pseudo-label quality per self-training round (%), mean ± std over seeds"
+    notes = ["offline_accuracy: pixel accuracy of the offline pseudo-labels on whole target-train images. "
+             "kept: share of target pixels the selection keeps; kept_accuracy / all_accuracy: accuracy of the kept "
+             "/ of all pseudo-labels on the training crops; both averaged over the round's iterations. Target-train "
+             "labels are used for these diagnostics only, never by a loss."]
+    markdown = to_markdown(rows, columns, title, notes, first="round", bold=())
+    write_all(out_stem, markdown, to_csv(rows, columns, first="round"), to_latex(rows, columns, title, first="round"))
+    return rows

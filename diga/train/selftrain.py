@@ -14,6 +14,7 @@ from diga.method.ema import ema_decay, update_teacher
 from diga.method.mixing import class_mix_mask, classmix, cross_domain_mixture
 from diga.method.selection import (
     class_means,
+    confident_labels,
     consensus_labels,
     downsample_labels,
     nearest_centroid_labels,
@@ -79,9 +80,12 @@ def train_selftrain(settings: dict, seed: int, round_index: int, init_path: Path
             teacher_source = teacher(torch.cat([clean, mixture]))
             teacher_target = teacher(tgt["image"])
             offline = tgt["pseudo"]
-            if cfg["consensus"]:
+            if cfg["selection"] == "consensus":
                 nearest = nearest_centroid_labels(teacher_target.feat, centroids, size, centroid_valid)
                 selected = consensus_labels(offline, nearest)
+            elif cfg["selection"] == "threshold":
+                probabilities = upsample(teacher_target.logits, size).softmax(1)
+                selected = confident_labels(offline, probabilities, cfg["confidence_threshold"])
             else:
                 selected = offline
             mixed_images, mixed_labels = classmix(clean, labels, target_augmented, selected,

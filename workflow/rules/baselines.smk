@@ -9,7 +9,7 @@ rule source_only:
         model=f"{RUN}/source_only/model.pt",
         log_csv=f"{RUN}/source_only/train_log.csv",
     params:
-        settings=job_settings("model", "optim", "train", stage="source_only"),
+        settings=job_settings("source_only"),
         out_dir=f"{RUN}/source_only",
     threads: 2
     log:
@@ -29,7 +29,7 @@ rule oracle:
         model=f"{RUN}/oracle/model.pt",
         log_csv=f"{RUN}/oracle/train_log.csv",
     params:
-        settings=job_settings("model", "optim", "train", stage="oracle"),
+        settings=job_settings("oracle"),
         out_dir=f"{RUN}/oracle",
     threads: 2
     log:

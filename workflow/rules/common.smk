@@ -1,4 +1,5 @@
-# Shared helpers: output paths, stage lists, and the per-stage settings handed to the diga CLI.
+# Shared helpers: output paths, stage lists, config variants, and the per-job settings handed to the diga CLI.
+import copy
 import json
 import os
 
@@ -6,37 +7,66 @@ BENCH = config["benchmark"]
 SEEDS = config["seeds"]
 ROUNDS = config["stages"]["selftrain"]["rounds"]
 RESULTS = f"results/{BENCH}"
-RUN = f"{RESULTS}/seed{{seed}}"
-LOGS = f"{RESULTS}/logs/seed{{seed}}"
-BENCHMARKS = f"{RESULTS}/benchmarks/seed{{seed}}"
+# {variant} is empty for the main run and "ablations/<name>/" for a config variant (see `ablations` below).
+RUN = f"{RESULTS}/{{variant}}seed{{seed}}"
+LOGS = f"{RESULTS}/logs/{{variant}}seed{{seed}}"
+BENCHMARKS = f"{RESULTS}/benchmarks/{{variant}}seed{{seed}}"
 MANIFEST = f"{config['data']['root']}/manifest.json"
+# Repository files named in the config resolve against the working directory first, then the repository.
+REFERENCES = next((p for p in (config["references"], os.path.join(workflow.basedir, config["references"]))
+                   if os.path.exists(p)), config["references"])
 SELFTRAIN_STAGES = [f"selftrain{r}" for r in range(1, ROUNDS + 1)]
+FINAL_STAGE = SELFTRAIN_STAGES[-1]
 ORACLE = config["stages"]["oracle"]["enabled"] and config["data"]["target"]["train_has_labels"]
 EVALUATED_STAGES = ["source_only", "warmup", *SELFTRAIN_STAGES] + (["oracle"] if ORACLE else [])
+VARIANTS = config["ablations"]["variants"]
+for _name in config["ablations"]["run"]:
+    if _name not in VARIANTS:
+        raise ValueError(f"ablations.run names {_name!r}, which is not in ablations.variants ({', '.join(VARIANTS)})")
+
+# The config sections each rule reads ("data" always). They are all a job gets, so Snakemake's params
+# trigger reruns exactly the jobs whose settings changed, and a variant reuses every stage it does not change.
+RULE_SECTIONS = {
+    "make_toy": ["toycity"],
+    "translator": ["translator", "train"],
+    "source_only": ["model", "optim", "train", "stages.source_only"],
+    "oracle": ["model", "optim", "train", "stages.oracle"],
+    "warmup": ["model", "optim", "ema", "augment", "train", "stages.warmup"],
+    "pseudolabels": ["evaluate"],
+    "centroids": ["centroids"],
+    "selftrain": ["optim", "ema", "augment", "centroids", "train", "stages.selftrain"],
+    "evaluate": ["evaluate"],
+}
 
 
-wildcard_constraints:
-    seed=r"\d+",
-    round=r"\d+",
-    stage="source_only|warmup|oracle|selftrain\\d+",
+def variant_name(variant):
+    """'' -> '' (the main run); 'ablations/skd_only/' -> 'skd_only'."""
+    return variant.removeprefix("ablations/").rstrip("/")
 
 
-def settings(*sections, seed=None, stage=None):
-    """The slice of the config one job needs, as JSON for `diga --config`.
-
-    Passing only the sections a stage reads makes Snakemake's params trigger rerun exactly the jobs
-    whose settings changed (a table option never retrains a model).
-    """
-    picked = {"benchmark": BENCH, "seeds": [int(seed)] if seed is not None else SEEDS, "data": config["data"]}
-    for section in sections:
-        picked[section] = config[section]
-    if stage is not None:
-        picked["stages"] = {stage: config["stages"][stage]}
-    return json.dumps(picked, sort_keys=True)
+def merged(base, overrides):
+    result = copy.deepcopy(base)
+    for key, value in overrides.items():
+        if isinstance(value, dict) and isinstance(result.get(key), dict):
+            result[key] = merged(result[key], value)
+        else:
+            result[key] = copy.deepcopy(value)
+    return result
 
 
-def model_of(stage):
-    return f"{RUN}/{stage}/model.pt".replace("{stage}", stage)
+def variant_config(variant):
+    name = variant_name(variant)
+    return merged(config, VARIANTS[name]) if name else config
+
+
+def changed_sections(variant):
+    """The sections a variant overrides: top-level keys, or 'stages.<stage>'."""
+    name = variant_name(variant)
+    if not name:
+        return set()
+    overrides = VARIANTS[name]
+    keys = {k for k in overrides if k != "stages"}
+    return keys | {f"stages.{stage}" for stage in overrides.get("stages", {})}
 
 
 def previous_stage(round_index):
@@ -44,28 +74,66 @@ def previous_stage(round_index):
     return "warmup" if int(round_index) == 1 else f"selftrain{int(round_index) - 1}"
 
 
-def centroid_stage(round_index):
+def centroid_stage(round_index, cfg=config):
     """The official code reuses the warm-up centroids in every round; 'previous' recomputes them."""
-    if config["stages"]["selftrain"]["centroids_from"] == "warmup":
+    if cfg["stages"]["selftrain"]["centroids_from"] == "warmup":
         return "warmup"
     return previous_stage(round_index)
 
 
-def table_outputs():
-    return [f"{RESULTS}/table.md", f"{RESULTS}/table.csv"]
+def stage_reads(stage):
+    """Every config section that a stage's model depends on, upstream stages included."""
+    if stage.startswith("selftrain"):
+        round_index = int(stage.removeprefix("selftrain"))
+        previous = previous_stage(round_index)
+        return ({"data", *RULE_SECTIONS["selftrain"], *RULE_SECTIONS["pseudolabels"], *RULE_SECTIONS["centroids"]}
+                | stage_reads(previous) | stage_reads(centroid_stage(round_index)))
+    reads = {"data", *RULE_SECTIONS[stage]}
+    return reads | stage_reads("translator") if stage == "warmup" else reads
 
 
-def stage_outputs(stage, filename="model.pt"):
-    return expand(f"{RUN}/{stage}/{filename}", seed=SEEDS)
+def run_of(variant, stage):
+    """The run folder prefix holding `stage` for this variant: the main run's where the variant changes nothing
+    that the stage depends on."""
+    return variant if changed_sections(variant) & stage_reads(stage) else ""
 
 
-def job_settings(*sections, stage=None):
-    """An input function: the settings of one seed's job."""
+def stage_file(stage, filename):
+    """An input function: `filename` of `stage` for the job's seed and variant."""
 
     def for_job(wildcards):
-        return settings(*sections, seed=wildcards.seed, stage=stage)
+        return f"{RESULTS}/{run_of(wildcards.variant, stage)}seed{wildcards.seed}/{stage}/{filename}"
 
     return for_job
+
+
+def settings(rule_name, seed=None, variant=""):
+    """The slice of the (variant's) config one job reads, as JSON for `diga --config`."""
+    cfg = variant_config(variant)
+    picked = {"benchmark": BENCH, "seeds": [int(seed)] if seed is not None else SEEDS, "data": cfg["data"]}
+    if rule_name == "figures":  # the qualitative grid runs inference
+        picked["evaluate"] = cfg["evaluate"]
+    for section in RULE_SECTIONS.get(rule_name, []):
+        if section.startswith("stages."):
+            stage = section.removeprefix("stages.")
+            picked.setdefault("stages", {})[stage] = cfg["stages"][stage]
+        else:
+            picked[section] = cfg[section]
+    return json.dumps(picked, sort_keys=True)
+
+
+def job_settings(rule_name):
+    """An input function: the settings of one job (its seed and variant)."""
+
+    def for_job(wildcards):
+        return settings(rule_name, seed=wildcards.seed, variant=wildcards.get("variant", ""))
+
+    return for_job
+
+
+def variant_label(wildcards):
+    """The variant's name as recorded in metrics ('main' for the main run)."""
+    return variant_name(wildcards.variant) or "main"
 
 
 def dataset_root(wildcards, output):
@@ -74,16 +142,84 @@ def dataset_root(wildcards, output):
 
 
 def selftrain_inputs(wildcards):
-    previous = previous_stage(wildcards.round)
-    run = RUN.replace("{seed}", wildcards.seed)
+    round_index = int(wildcards.round)
+    previous = previous_stage(round_index)
+    cfg = variant_config(wildcards.variant)
     return {
-        "init": f"{run}/{previous}/model.pt",
-        "pseudolabels": f"{run}/{previous}/pseudolabels.json",
-        "centroids": f"{run}/{centroid_stage(wildcards.round)}/centroids.pt",
-        "translator": f"{run}/translator/translator.pt",
+        "init": stage_file(previous, "model.pt")(wildcards),
+        "pseudolabels": stage_file(previous, "pseudolabels.json")(wildcards),
+        "centroids": stage_file(centroid_stage(round_index, cfg), "centroids.pt")(wildcards),
+        "translator": stage_file("translator", "translator.pt")(wildcards),
     }
 
 
-def pseudolabel_dir(wildcards):
-    """The folder of PNGs beside the summary JSON that selftrain_inputs names."""
-    return f"{RUN}/{previous_stage(wildcards.round)}/pseudolabels".replace("{seed}", wildcards.seed)
+def pseudolabel_dir(wildcards, input):
+    """The folder of PNGs beside the pseudo-label summary JSON."""
+    return input.pseudolabels.removesuffix(".json")
+
+
+def metrics_files(variant="", stages=None):
+    return expand(f"{RESULTS}/{variant}seed{{seed}}/{{stage}}/metrics.json", seed=SEEDS,
+                  stage=stages or EVALUATED_STAGES)
+
+
+FIGURES = ["training_curves", "per_class_iou", "qualitative", "confusion_final"]
+
+
+def final_outputs():
+    """What `all` builds: the main table, the figures, the run info and, where target-train labels
+    exist, the pseudo-label quality table. Ablations are their own target (`snakemake ablations`)."""
+    outputs = [f"{RESULTS}/table.{ext}" for ext in ("md", "csv", "tex")]
+    outputs += [f"{RESULTS}/figures/{name}.{ext}" for name in FIGURES for ext in ("png", "pdf")]
+    outputs.append(f"{RESULTS}/run_info.md")
+    if config["data"]["target"]["train_has_labels"]:
+        outputs += [f"{RESULTS}/tables/pseudolabels.{ext}" for ext in ("md", "csv", "tex")]
+    return outputs
+
+
+def ablation_metrics():
+    """The main run's rows and, per selected variant, the stage its ablation row reports."""
+    files = metrics_files(stages=["source_only", "warmup", FINAL_STAGE])
+    for name in config["ablations"]["run"]:
+        changed = changed_sections(f"ablations/{name}/")
+        stage = "warmup" if changed & stage_reads("warmup") else FINAL_STAGE
+        files += metrics_files(f"ablations/{name}/", [stage])
+    return files
+
+
+def pseudolabel_table_inputs(wildcards):
+    """Each main-run round's training log, and the pseudo-label summary of the stage it learned from."""
+    logs, summaries = [], []
+    for seed in SEEDS:
+        for round_index in range(1, ROUNDS + 1):
+            logs.append(f"{RESULTS}/seed{seed}/selftrain{round_index}/train_log.csv")
+            summaries.append(f"{RESULTS}/seed{seed}/{previous_stage(round_index)}/pseudolabels.json")
+    return {"logs": logs, "summaries": summaries}
+
+
+def figure_inputs(wildcards):
+    """Metrics of every stage and seed; the first seed's training logs and the models of the qualitative grid."""
+    run = f"{RESULTS}/seed{SEEDS[0]}"
+    stages = ["translator", *[s for s in EVALUATED_STAGES]]
+    return {
+        "metrics": metrics_files(),
+        "logs": [f"{run}/{stage}/train_log.csv" for stage in stages],
+        "models": [f"{run}/{stage}/model.pt" for stage in ("source_only", "warmup", FINAL_STAGE)],
+    }
+
+
+def stage_pairs(wildcards, input):
+    """STAGE=PATH arguments, the stage being the folder name."""
+    return {
+        "logs": " ".join(f"{os.path.basename(os.path.dirname(p))}={p}" for p in input.logs),
+        "models": " ".join(f"{os.path.basename(os.path.dirname(p))}={p}" for p in input.models),
+    }
+
+
+def output_stem(wildcards, output):
+    """A table's outputs differ only by suffix: pass the common stem."""
+    return os.path.splitext(output.md)[0]
+
+
+def output_folder(wildcards, output):
+    return os.path.dirname(output.png[0])

@@ -6,7 +6,7 @@ rule make_toy:
     output:
         manifest=MANIFEST,
     params:
-        settings=settings("toycity"),
+        settings=settings("make_toy"),
         root=dataset_root,
     threads: 1
     log:

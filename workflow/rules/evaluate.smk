@@ -1,4 +1,4 @@
-# Evaluation of every stage's model on target val, and the result table over stages and seeds.
+# Evaluation of every stage's model on target val.
 
 
 rule evaluate:
@@ -8,6 +8,7 @@ rule evaluate:
         metrics=f"{RUN}/{{stage}}/metrics.json",
     params:
         settings=job_settings("evaluate"),
+        variant=variant_label,
     threads: 1
     log:
         f"{LOGS}/evaluate_{{stage}}.log",
@@ -17,24 +18,5 @@ rule evaluate:
         "../../environment.yml"
     shell:
         "diga --threads {threads} evaluate --config {params.settings:q} --seed {wildcards.seed} --stage {wildcards.stage}"
-        " --checkpoint {input.model} --out {output.metrics} > {log} 2>&1"
+        " --variant {params.variant} --checkpoint {input.model} --out {output.metrics} > {log} 2>&1"
 
-
-rule table:
-    input:
-        metrics=expand(f"{RUN}/{{stage}}/metrics.json", seed=SEEDS, stage=EVALUATED_STAGES),
-    output:
-        md=f"{RESULTS}/table.md",
-        csv=f"{RESULTS}/table.csv",
-    params:
-        settings=settings(),
-    threads: 1
-    log:
-        f"{RESULTS}/logs/table.log",
-    benchmark:
-        f"{RESULTS}/benchmarks/table.tsv"
-    conda:
-        "../../environment.yml"
-    shell:
-        "diga --threads {threads} table --config {params.settings:q} --metrics {input.metrics}"
-        " --out-md {output.md} --out-csv {output.csv} > {log} 2>&1"

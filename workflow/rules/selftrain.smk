@@ -9,7 +9,7 @@ rule pseudolabels:
         labels=directory(f"{RUN}/{{stage}}/pseudolabels"),
         summary=f"{RUN}/{{stage}}/pseudolabels.json",
     params:
-        settings=job_settings("evaluate"),
+        settings=job_settings("pseudolabels"),
     threads: 1
     log:
         f"{LOGS}/pseudolabels_{{stage}}.log",
@@ -47,7 +47,7 @@ rule selftrain:
         model=f"{RUN}/selftrain{{round}}/model.pt",
         log_csv=f"{RUN}/selftrain{{round}}/train_log.csv",
     params:
-        settings=job_settings("optim", "ema", "augment", "centroids", "train", stage="selftrain"),
+        settings=job_settings("selftrain"),
         pseudolabel_dir=pseudolabel_dir,
         out_dir=f"{RUN}/selftrain{{round}}",
     threads: 2

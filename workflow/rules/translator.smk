@@ -9,7 +9,7 @@ rule translator:
         log_csv=f"{RUN}/translator/train_log.csv",
         examples=f"{RUN}/translator/examples.png",
     params:
-        settings=job_settings("translator", "train"),
+        settings=job_settings("translator"),
         out_dir=f"{RUN}/translator",
     threads: 2
     log:

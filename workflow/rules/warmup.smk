@@ -5,12 +5,12 @@
 rule warmup:
     input:
         manifest=MANIFEST,
-        translator=f"{RUN}/translator/translator.pt",
+        translator=stage_file("translator", "translator.pt"),
     output:
         model=f"{RUN}/warmup/model.pt",
         log_csv=f"{RUN}/warmup/train_log.csv",
     params:
-        settings=job_settings("model", "optim", "ema", "augment", "train", stage="warmup"),
+        settings=job_settings("warmup"),
         out_dir=f"{RUN}/warmup",
     threads: 2
     log:
