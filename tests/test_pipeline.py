@@ -17,13 +17,15 @@ from diga.data.labels import CLASS_NAMES
 
 STAGES = ["source_only", "warmup", "selftrain1", "selftrain2", "oracle"]
 STAGE_RULES = {"make_toy", "translator", "source_only", "oracle", "warmup", "pseudolabels", "centroids",
-               "selftrain", "evaluate", "table"}
+               "selftrain", "evaluate", "table", "pseudolabel_table", "figures", "run_info"}
+TRAINING_RULES = {"make_toy", "translator", "source_only", "oracle", "warmup", "pseudolabels", "centroids",
+                  "selftrain", "evaluate"}
 
 
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory):
     workdir = tmp_path_factory.mktemp("tiny_run")
-    run_snakemake("--configfile", str(TINY_CONFIG), "--cores", "2", "all", cwd=workdir)
+    run_snakemake("--configfile", str(TINY_CONFIG), "--cores", "2", "all", "ablations", cwd=workdir)
     return workdir
 
 
@@ -93,14 +95,15 @@ def test_table_has_a_row_per_stage(tiny_run):
         assert f"| {label} | 1 |" in table
     with open(tiny_run / "results" / "tiny" / "table.csv") as handle:
         rows = list(csv.DictReader(handle))
-    assert [r["stage"] for r in rows] == ["source_only", "warmup", "selftrain1", "selftrain2", "oracle"]
-    for row in rows:
-        metrics = json.loads((tiny_run / "results" / "tiny" / "seed0" / row["stage"] / "metrics.json").read_text())
+    measured = [r for r in rows if r["seeds"]]  # published rows have no seed count
+    assert [r["key"] for r in measured] == ["source_only", "warmup", "selftrain1", "selftrain2", "oracle"]
+    for row in measured:
+        metrics = json.loads((tiny_run / "results" / "tiny" / "seed0" / row["key"] / "metrics.json").read_text())
         assert float(row["mIoU"]) == pytest.approx(metrics["miou"], abs=1e-3)
 
 
 def test_nothing_reruns_after_a_complete_run(tiny_run):
-    result = run_snakemake("--configfile", str(TINY_CONFIG), "-n", "all", cwd=tiny_run)
+    result = run_snakemake("--configfile", str(TINY_CONFIG), "-n", "all", "ablations", cwd=tiny_run)
     assert "Nothing to be done" in result.stdout + result.stderr
 
 
@@ -109,9 +112,46 @@ def test_forcerun_warmup_reruns_warmup_and_what_follows_only(tiny_run):
     counts = job_counts(result.stdout)
     assert counts["warmup"] == 1 and counts["selftrain"] == 2 and counts["pseudolabels"] == 2
     assert counts["centroids"] == 1 and counts["evaluate"] == 3 and counts["table"] == 1
-    assert not {"make_toy", "translator", "source_only", "oracle"} & set(counts)
+    assert counts["figures"] == 1 and counts["pseudolabel_table"] == 1
+    assert not {"make_toy", "translator", "source_only", "oracle", "run_info"} & set(counts)
 
 
 def test_until_warmup_runs_only_up_to_warmup(tmp_path):
     result = run_snakemake("--configfile", str(TINY_CONFIG), "-n", "--until", "warmup", cwd=tmp_path)
     assert job_counts(result.stdout) == {"make_toy": 1, "translator": 1, "warmup": 1}
+
+
+def test_ablations_reuse_the_stages_they_do_not_change(tiny_run):
+    ablations = tiny_run / "results" / "tiny" / "ablations"
+    # skd_only changes the warm-up only; fixed_threshold changes self-training only
+    assert sorted(p.name for p in (ablations / "skd_only" / "seed0").iterdir()) == ["warmup"]
+    assert sorted(p.name for p in (ablations / "fixed_threshold" / "seed0").iterdir()) == ["selftrain1", "selftrain2"]
+    skd_only = json.loads((ablations / "skd_only" / "seed0" / "warmup" / "metrics.json").read_text())
+    assert skd_only["variant"] == "skd_only"
+    assert skd_only["training_provenance"]["config"]["stages"]["warmup"]["mixture"] is False
+    table = (tiny_run / "results" / "tiny" / "tables" / "ablations.md").read_text()
+    for label in ("SKD only", "SKD + cross-domain mixture", "fixed confidence threshold", "full DiGA"):
+        assert label in table
+
+
+def test_figures_and_report(tiny_run):
+    figures = tiny_run / "results" / "tiny" / "figures"
+    for name in ("training_curves", "per_class_iou", "qualitative", "confusion_final"):
+        with Image.open(figures / f"{name}.png") as image:
+            assert image.size[0] > 300 and np.asarray(image.convert("L")).std() > 5  # drawn, not blank
+        assert (figures / f"{name}.pdf").read_bytes().startswith(b"%PDF")
+    run_snakemake("--configfile", str(TINY_CONFIG), "--report", "results/report.html", cwd=tiny_run)
+    report = (tiny_run / "results" / "report.html").read_text(errors="replace")
+    assert len(report) > 100_000 and "qualitative.png" in report and "table.md" in report
+
+
+def test_editing_references_reruns_tables_only(tiny_run):
+    local = tiny_run / "config" / "references.yaml"  # takes precedence over the repository's copy
+    local.parent.mkdir(exist_ok=True)
+    local.write_text((REPO / "config" / "references.yaml").read_text() + "tiny: []\n")
+    try:
+        result = run_snakemake("--configfile", str(TINY_CONFIG), "-n", "all", cwd=tiny_run)
+        counts = job_counts(result.stdout)
+        assert counts.get("table") == 1 and not TRAINING_RULES & set(counts), counts
+    finally:
+        local.unlink()

@@ -75,6 +75,7 @@ class Row:
     seeds: str
     values: dict[str, tuple[float, float | None]]
     extra: dict[str, str] = field(default_factory=dict)  # text columns (source, backbone, verified, ...)
+    key: str = ""  # a machine-readable id for CSV readers (the stage, the variant, the method)
 
 
 def measured_rows(per_seed: pd.DataFrame, columns: list[str]) -> list[Row]:
@@ -93,7 +94,7 @@ def measured_rows(per_seed: pd.DataFrame, columns: list[str]) -> list[Row]:
                 values[column] = (math.nan, None)
             else:
                 values[column] = (float(series.mean()), float(series.std(ddof=1)) if len(series) > 1 else 0.0)
-        rows.append(Row(label, str(len(group)), values))
+        rows.append(Row(label, str(len(group)), values, key=stage if checkpoint == "last" else f"{stage}:{checkpoint}"))
     return rows
 
 
@@ -114,7 +115,7 @@ def reference_rows(references: list[dict], class_names: list[str], columns: list
         flag = "verified" if ref.get("verified") else "unverified"
         rows.append(Row(f"{ref['method']} [published, {flag}]", "", values,
                         {"backbone": ref.get("backbone", "unknown"), "source": ref["source"],
-                         "verified": str(bool(ref.get("verified"))).lower()}))
+                         "verified": str(bool(ref.get("verified"))).lower()}, key=ref["method"]))
     return rows
 
 
@@ -141,9 +142,9 @@ def to_markdown(rows: list[Row], columns: list[str], title: str, notes: list[str
 def to_csv(rows: list[Row], columns: list[str], first: str = "stage", extra: tuple[str, ...] = ()) -> str:
     buffer = io.StringIO()
     writer = csv.writer(buffer)
-    writer.writerow([first, "seeds", *[h for c in columns for h in (c, f"{c}_std")], *extra])
+    writer.writerow(["key", first, "seeds", *[h for c in columns for h in (c, f"{c}_std")], *extra])
     for row in rows:
-        cells = [row.label, row.seeds]
+        cells = [row.key or row.label, row.label, row.seeds]
         for column in columns:
             mean, std = row.values[column]
             cells += ["" if math.isnan(mean) else f"{mean:.4f}", "" if std is None else f"{std:.4f}"]
@@ -243,7 +244,7 @@ def write_ablation_table(metrics_paths: list[str | Path], out_stem: Path, benchm
             continue
         std = float(chosen["mIoU"].std(ddof=1)) if len(chosen) > 1 else 0.0
         rows.append(Row(label, str(len(chosen)), {"mIoU": (float(chosen["mIoU"].mean()), std)},
-                        {"variant": variant, "stage": stage}))
+                        {"variant": variant, "stage": stage}, key=f"{variant}:{stage}"))
     title = f"{benchmark}: ablations, target-val mIoU (%), mean ± std over seeds"
     notes = ["Each row is a config variant of the same rules (config `ablations`); 'main' is the full run.",
              provenance_note(per_seed)]
@@ -276,7 +277,8 @@ def write_pseudolabel_table(train_logs: list[str | Path], summaries: list[str | 
     for (round_name, source), group in sorted(frame.groupby(["round", "from"]), key=lambda kv: stage_order(kv[0][0])):
         values = {c: (float(group[c].mean()), float(group[c].std(ddof=1)) if len(group) > 1 else 0.0)
                   for c in columns}
-        rows.append(Row(f"{stage_label(round_name)} (labels from {stage_label(source)})", str(len(group)), values))
+        rows.append(Row(f"{stage_label(round_name)} (labels from {stage_label(source)})", str(len(group)), values,
+                        key=round_name))
     title = f"{benchmark}: pseudo-label quality per self-training round (%), mean ± std over seeds"
     notes = ["offline_accuracy: pixel accuracy of the offline pseudo-labels on whole target-train images. "
              "kept: share of target pixels the selection keeps; kept_accuracy / all_accuracy: accuracy of the kept "
