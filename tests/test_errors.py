@@ -19,8 +19,7 @@ def test_cli_names_the_bad_config_key(capsys):
     bad = {"benchmark": "toy", "seeds": [0], "data": {"root": "r", "source": {"root": "s"},
                                                        "target": {"root": "t", "train_list": "a", "val_list": "b"}},
            "stages": {"warmup": {"iterations": 0}}}
-    assert cli.main(["table", "--config", json.dumps(bad), "--metrics", "m.json", "--out-md", "t.md",
-                     "--out-csv", "t.csv"]) == 1
+    assert cli.main(["table", "--config", json.dumps(bad), "--metrics", "m.json", "--out-stem", "t"]) == 1
     error = capsys.readouterr().err
     assert "data/source: 'train_list' is a required property" in error
     assert "stages/warmup/iterations: 0 is less than the minimum of 1" in error
