@@ -25,6 +25,19 @@ def build_parser() -> argparse.ArgumentParser:
     _common(p, seed=False)
     p.add_argument("--out", required=True, help="dataset folder to (re)create, e.g. resources/toycity")
 
+    p = sub.add_parser("fetch", help="acquire a real dataset (extracted folder, archives or download; checksums; "
+                                     "extraction) as datasets.<dataset> in the config says")
+    _common(p, seed=False)
+    p.add_argument("--dataset", required=True, choices=["gta5", "synthia", "cityscapes"])
+    p.add_argument("--out", required=True, type=Path, help="the receipt JSON to write (the rule's output)")
+
+    p = sub.add_parser("prepare", help="convert an acquired dataset to trainId labels, list files, manifest, report")
+    _common(p, seed=False)
+    p.add_argument("--dataset", required=True, choices=["gta5", "synthia", "cityscapes"])
+    p.add_argument("--receipt", required=True, type=Path, help="the receipt `diga fetch` wrote")
+    p.add_argument("--out", required=True, type=Path, help="the prepared folder, e.g. resources/gta5")
+    p.add_argument("--workers", type=int, default=1, help="processes converting labels")
+
     p = sub.add_parser("translator", help="train the source-to-target image translator")
     _common(p)
     p.add_argument("--out-dir", required=True, type=Path)
@@ -85,6 +98,18 @@ def run(args: argparse.Namespace) -> None:
         from diga.data.toycity import ToyCitySpec, write_toycity
 
         write_toycity(ToyCitySpec(**settings["toycity"]), args.out)
+    elif command == "fetch":
+        from diga.data.ingest import acquire
+
+        acquire(args.dataset, settings["datasets"][args.dataset], settings["data"]["root"], args.out)
+    elif command == "prepare":
+        import json
+
+        from diga.data.prepare import prepare
+
+        tree = json.loads(args.receipt.read_text())["tree"]
+        prepare(args.dataset, tree, args.out, settings["data"]["num_classes"], workers=args.workers,
+                strict_counts=settings["datasets"]["strict_counts"])
     elif command == "translator":
         from diga.train.translator import train_translator
 
