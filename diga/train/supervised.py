@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from diga.method.losses import segmentation_loss
 from diga.train.common import (
     batches,
-    cross_entropy,
     device_for,
     new_segmenter,
     save_segmenter,
@@ -22,6 +22,7 @@ def train_supervised(settings: dict, seed: int, stage: str, out_dir: Path) -> No
     """CE on one labelled domain with the same schedule as warm-up; `stage` is 'source_only' or 'oracle'."""
     generator = seed_stage(seed, stage)
     device = device_for(settings)
+    seg_loss = segmentation_loss(settings["optim"])
     stage_cfg = settings["stages"][stage]
     if stage == "oracle":
         if not settings["data"]["target"]["train_has_labels"]:
@@ -37,7 +38,7 @@ def train_supervised(settings: dict, seed: int, stage: str, out_dir: Path) -> No
     def step(iteration: int):
         batch = next(stream)
         logits = upsample(model(batch["image"]).logits, batch["label"].shape[-2:])
-        return {"ce": cross_entropy(logits, batch["label"])}, {}
+        return {"ce": seg_loss(logits, batch["label"])}, {}
 
     run_training(stage, step, optimizer, stage_cfg["iterations"], settings["optim"]["poly_power"],
                  settings["train"]["log_every"], out_dir / "train_log.csv")

@@ -9,10 +9,10 @@ import torch
 from diga.data.transforms import blend_augment
 from diga.method.distill import symmetric_distillation
 from diga.method.ema import ema_decay, update_teacher
+from diga.method.losses import segmentation_loss
 from diga.method.mixing import class_mix_mask, cross_domain_mixture
 from diga.train.common import (
     batches,
-    cross_entropy,
     device_for,
     load_translator,
     make_teacher,
@@ -29,6 +29,7 @@ from diga.train.loop import build_optimizer, run_training
 def train_warmup(settings: dict, seed: int, translator_path: Path, out_dir: Path) -> None:
     generator = seed_stage(seed, "warmup")
     device = device_for(settings)
+    seg_loss = segmentation_loss(settings["optim"])
     cfg = settings["stages"]["warmup"]
     source = batches(source_train(settings), cfg["batch"], settings, generator, device)
     # Official-code quirk (off by default): target images pass through the student in train mode, so BN
@@ -61,7 +62,7 @@ def train_warmup(settings: dict, seed: int, translator_path: Path, out_dir: Path
         s_clean, s_mixed = student_logits.chunk(2)
         t_clean, t_mixed = teacher_logits.chunk(2)
         distill = symmetric_distillation(s_clean, s_mixed, t_clean, t_mixed, cfg["reverse_scale"])
-        return {"ce": cross_entropy(s_clean, labels), "skd": cfg["distill_weight"] * distill}, {}
+        return {"ce": seg_loss(s_clean, labels), "skd": cfg["distill_weight"] * distill}, {}
 
     run_training("warmup", step, optimizer, cfg["iterations"], settings["optim"]["poly_power"],
                  settings["train"]["log_every"], out_dir / "train_log.csv")

@@ -9,7 +9,23 @@ RESULTS = f"results/{BENCH}"
 RUN = f"{RESULTS}/seed{{seed}}"
 LOGS = f"{RESULTS}/logs/seed{{seed}}"
 BENCHMARKS = f"{RESULTS}/benchmarks/seed{{seed}}"
-MANIFEST = f"{config['data']['root']}/manifest.json"
+DATA_ROOT = os.path.normpath(config["data"]["root"])
+# Real datasets (datasets.source/target set): fetch_<dataset> + prepare build data.{source,target}.root under
+# data.root; otherwise (ToyCity) make_toy generates data.root.
+REAL_DATA = config["datasets"]["source"] is not None or config["datasets"]["target"] is not None
+PREPARED = {}  # prepared folder name -> dataset name
+if REAL_DATA:
+    for _domain in ("source", "target"):
+        _root = os.path.normpath(config["data"][_domain]["root"])
+        if config["datasets"][_domain] is None or os.path.dirname(_root) != DATA_ROOT:
+            raise ValueError(
+                f"with real datasets, datasets.source and datasets.target must both be set and data.{_domain}.root "
+                f"({_root}) must be a folder directly under data.root ({DATA_ROOT})"
+            )
+        PREPARED[os.path.basename(_root)] = config["datasets"][_domain]
+    MANIFEST = [f"{DATA_ROOT}/{name}/manifest.json" for name in PREPARED]
+else:
+    MANIFEST = f"{DATA_ROOT}/manifest.json"
 SELFTRAIN_STAGES = [f"selftrain{r}" for r in range(1, ROUNDS + 1)]
 ORACLE = config["stages"]["oracle"]["enabled"] and config["data"]["target"]["train_has_labels"]
 EVALUATED_STAGES = ["source_only", "warmup", *SELFTRAIN_STAGES] + (["oracle"] if ORACLE else [])
@@ -87,3 +103,37 @@ def selftrain_inputs(wildcards):
 def pseudolabel_dir(wildcards):
     """The folder of PNGs beside the summary JSON that selftrain_inputs names."""
     return f"{RUN}/{previous_stage(wildcards.round)}/pseudolabels".replace("{seed}", wildcards.seed)
+
+
+def data_settings(dataset, with_classes=False):
+    """A complete config holding only what a data job reads: data.root, one dataset's acquisition settings and
+    (prepare) data.num_classes.
+
+    The list fields are placeholders: leaving the training options and the other datasets out means switching
+    benchmark or crop size never re-acquires or re-prepares a dataset.
+    """
+    root = config["data"]["root"]
+    picked = {
+        "benchmark": "data",
+        "seeds": [0],
+        "data": {
+            "root": root,
+            "num_classes": config["data"]["num_classes"] if with_classes else 19,
+            "source": {"root": root, "train_list": "-"},
+            "target": {"root": root, "train_list": "-", "val_list": "-"},
+        },
+        "datasets": {"strict_counts": config["datasets"]["strict_counts"], dataset: config["datasets"][dataset]},
+    }
+    return json.dumps(picked, sort_keys=True)
+
+
+def prepare_settings(wildcards):
+    return data_settings(PREPARED[wildcards.prepared], with_classes=True)
+
+
+def prepare_receipt(wildcards):
+    return f"{DATA_ROOT}/raw/{PREPARED[wildcards.prepared]}.json"
+
+
+def prepared_dataset(wildcards):
+    return PREPARED[wildcards.prepared]
