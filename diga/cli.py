@@ -38,6 +38,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, type=Path, help="the prepared folder, e.g. resources/gta5")
     p.add_argument("--workers", type=int, default=1, help="processes converting labels")
 
+    p = sub.add_parser("check-weights", help="find the initial weights the config names (before any training)")
+    _common(p, seed=False)
+    p.add_argument("--out", required=True, type=Path, help="JSON recording the files and their sha256")
+
     p = sub.add_parser("translator", help="train the source-to-target image translator")
     _common(p)
     p.add_argument("--out-dir", required=True, type=Path)
@@ -110,6 +114,11 @@ def run(args: argparse.Namespace) -> None:
         tree = json.loads(args.receipt.read_text())["tree"]
         prepare(args.dataset, tree, args.out, settings["data"]["num_classes"], workers=args.workers,
                 strict_counts=settings["datasets"]["strict_counts"])
+    elif command == "check-weights":
+        from diga.atomic import write_json
+        from diga.models.weights import describe_initial_weights
+
+        write_json(args.out, describe_initial_weights(settings))
     elif command == "translator":
         from diga.train.translator import train_translator
 

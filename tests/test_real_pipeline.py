@@ -72,3 +72,19 @@ def test_nothing_reruns_and_training_options_do_not_refetch(real_run):
     counts = job_counts(result.stdout)
     assert not {"fetch_gta5", "fetch_cityscapes", "prepare"} & set(counts)
     assert counts["warmup"] == 1
+
+
+def test_missing_initial_weights_stop_before_training(tmp_path):
+    shutil.copytree(REPO / "config", tmp_path / "config")
+    target = "results/gta5_to_cityscapes/initial_weights.json"
+    args = ("--cores", "1", target, "--configfile", "config/gta5_to_cityscapes.yaml")
+    result = run_snakemake(*args, cwd=tmp_path, check=False)
+    assert result.returncode != 0
+    log = (tmp_path / "results" / "gta5_to_cityscapes" / "logs" / "check_weights.log").read_text()
+    assert "DeepLab_resnet_pretrained_init-f81d91e8.pth" in log and "model.init: random" in log
+    (tmp_path / "weights").mkdir()
+    for name in ("DeepLab_resnet_pretrained_init-f81d91e8.pth", "vgg19-dcbb9e9d.pth"):
+        (tmp_path / "weights" / name).write_bytes(b"stand-in")
+    run_snakemake(*args, cwd=tmp_path)
+    record = json.loads((tmp_path / target).read_text())
+    assert record["model_init"]["sha256"] == record["vgg_weights"]["sha256"]

@@ -5,6 +5,7 @@
 rule source_only:
     input:
         manifest=MANIFEST,
+        weights=WEIGHTS_CHECK,
     output:
         model=f"{RUN}/source_only/model.pt",
         log_csv=f"{RUN}/source_only/train_log.csv",
@@ -25,6 +26,7 @@ rule source_only:
 rule oracle:
     input:
         manifest=MANIFEST,
+        weights=WEIGHTS_CHECK,
     output:
         model=f"{RUN}/oracle/model.pt",
         log_csv=f"{RUN}/oracle/train_log.csv",

@@ -26,6 +26,9 @@ if REAL_DATA:
     MANIFEST = [f"{DATA_ROOT}/{name}/manifest.json" for name in PREPARED]
 else:
     MANIFEST = f"{DATA_ROOT}/manifest.json"
+# Initial weights named by the config are found (and hashed) by check_weights before any training job.
+NEEDS_WEIGHTS = config["model"]["init"] != "random" or config["translator"]["perceptual_weight"] > 0
+WEIGHTS_CHECK = [f"{RESULTS}/initial_weights.json"] if NEEDS_WEIGHTS else []
 SELFTRAIN_STAGES = [f"selftrain{r}" for r in range(1, ROUNDS + 1)]
 ORACLE = config["stages"]["oracle"]["enabled"] and config["data"]["target"]["train_has_labels"]
 EVALUATED_STAGES = ["source_only", "warmup", *SELFTRAIN_STAGES] + (["oracle"] if ORACLE else [])
@@ -137,3 +140,12 @@ def prepare_receipt(wildcards):
 
 def prepared_dataset(wildcards):
     return PREPARED[wildcards.prepared]
+
+
+def weights_settings():
+    """What check_weights reads (model.init, the translator's perceptual-loss settings), in a complete config."""
+    picked = json.loads(data_settings("cityscapes"))
+    picked.pop("datasets")
+    picked["model"] = config["model"]
+    picked["translator"] = config["translator"]
+    return json.dumps(picked, sort_keys=True)

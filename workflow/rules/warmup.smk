@@ -5,6 +5,7 @@
 rule warmup:
     input:
         manifest=MANIFEST,
+        weights=WEIGHTS_CHECK,
         translator=f"{RUN}/translator/translator.pt",
     output:
         model=f"{RUN}/warmup/model.pt",
