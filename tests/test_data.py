@@ -288,3 +288,23 @@ def test_16_class_metrics_report_miou13():
     assert list(metrics["per_class_iou"]) == list(class_names(16))
     assert metrics["per_class_iou"]["wall"] == 0.0 and metrics["miou13"] > metrics["miou"]
     assert "miou13" not in metrics_from_confusion(np.eye(19))
+
+
+def test_crop_filter_redraws_crops_with_too_few_classes():
+    from diga.data.transforms import crop_has_enough_classes, filtered_crop
+
+    assert crop_has_enough_classes(torch.tensor([[0, 1, 2, 3]] * 4))
+    assert crop_has_enough_classes(torch.tensor([[0, 0, 1, 1]] * 4))
+    assert not crop_has_enough_classes(torch.tensor([[0, 0, 255, 255]] * 4))
+    assert not crop_has_enough_classes(torch.zeros(4, 4, dtype=torch.long))
+    label = torch.zeros(40, 40, dtype=torch.long)
+    label[:, 30:] = torch.arange(3).repeat_interleave(4)[None, :10]  # the classes sit in a right-hand strip
+    item = {"image": torch.rand(3, 40, 40), "label": label}
+    unfiltered = [filtered_crop(item, (8, 8), (1.0, 1.0), torch.Generator().manual_seed(s), 1) for s in range(40)]
+    filtered = [filtered_crop(item, (8, 8), (1.0, 1.0), torch.Generator().manual_seed(s), 5) for s in range(40)]
+    rate = [sum(crop_has_enough_classes(c["label"]) for c in crops) for crops in (unfiltered, filtered)]
+    assert rate[1] > rate[0]
+    no_labels = {"image": item["image"], "label": torch.full((40, 40), 255)}
+    a = filtered_crop(no_labels, (8, 8), (1.0, 1.0), torch.Generator().manual_seed(0), 5)["image"]
+    b = filtered_crop(no_labels, (8, 8), (1.0, 1.0), torch.Generator().manual_seed(0), 1)["image"]
+    assert torch.equal(a, b)  # unlabelled (target) crops are never redrawn
