@@ -88,3 +88,27 @@ def test_missing_initial_weights_stop_before_training(tmp_path):
     run_snakemake(*args, cwd=tmp_path)
     record = json.loads((tmp_path / target).read_text())
     assert record["model_init"]["sha256"] == record["vgg_weights"]["sha256"]
+
+
+def test_synthia_data_rules_on_fake_archives(tmp_path):
+    """The SYNTHIA paper config's data steps, only paths changed: 16-bit labels, backslash names, 16 classes."""
+    from fakedata import make_synthia
+
+    shutil.copytree(REPO / "config", tmp_path / "config")
+    make_synthia(tmp_path / "archives" / "synthia", 3, backslash=True)
+    make_cityscapes(tmp_path / "archives" / "cityscapes")
+    (tmp_path / "paths.yaml").write_text(yaml.safe_dump({"datasets": {
+        "synthia": {"way": "archives", "archive_dir": "archives/synthia",
+                    "archive_names": ["SYNTHIA_RAND_CITYSCAPES.zip"]},
+        "cityscapes": {"archive_dir": "archives/cityscapes"}}}))
+    run_snakemake("--cores", "2", "--until", "prepare", "--configfile", "config/synthia_to_cityscapes.yaml",
+                  "paths.yaml", cwd=tmp_path)
+    synthia = json.loads((tmp_path / "resources" / "synthia" / "manifest.json").read_text())
+    city = json.loads((tmp_path / "resources" / "cityscapes16" / "manifest.json").read_text())
+    assert synthia["count"] == {"train": 3} and synthia["num_classes"] == 16 and synthia["broken"] == 0
+    assert city["count"] == {"train": 6, "val": 4} and city["num_classes"] == 16
+    assert not (tmp_path / "results" / "synthia_to_cityscapes" / "seed0").exists()  # no training ran
+    from diga.data.datasets import SegmentationList
+
+    labels = SegmentationList(tmp_path / "resources" / "synthia", "lists/train.txt", 16)[0]["label"]
+    assert set(labels.unique().tolist()) <= {0, 1, 2, 9, 12, 255}  # road, sidewalk, building, sky, car
