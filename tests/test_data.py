@@ -131,13 +131,20 @@ def test_lookup_tables_map_known_ids():
     assert class_names(16)[12] == "car" and len(class_names(16)) == 16
 
 
-def test_png16_round_trip_and_first_channel():
-    rng = np.random.default_rng(0)
+@pytest.mark.parametrize("filter_type", [0, 1, 2, 3, 4])
+def test_png16_round_trip_and_first_channel(filter_type):
+    from diga.data.png16 import _pillow_16bit
+
+    rng = np.random.default_rng(filter_type)
     array = rng.integers(0, 65535, size=(5, 7, 3)).astype(np.uint16)
+    array[:2] = rng.integers(0, 300, size=(2, 7, 3))  # SYNTHIA-like small ids, some above one byte
     with tempfile.TemporaryDirectory() as folder:
-        write_png(f"{folder}/a.png", array)
+        write_png(f"{folder}/a.png", array, filter_type)
         assert (decode_png(f"{folder}/a.png") == array).all()
+        assert (_pillow_16bit(f"{folder}/a.png") == array).all()
         assert (read_png_channel(f"{folder}/a.png", 0) == array[:, :, 0]).all()
+        Image.fromarray(array[:, :, 0].astype(np.uint8)).save(f"{folder}/gray8.png")
+        assert _pillow_16bit(f"{folder}/gray8.png") is None  # only 16-bit colour PNGs take that path
         smooth = np.add.outer(np.arange(9), np.arange(11)).astype(np.uint8) * 9
         Image.fromarray(np.dstack([smooth, smooth, 255 - smooth])).save(
             f"{folder}/b.png")  # Pillow chooses the row filters (Sub/Up/Average/Paeth)

@@ -1,8 +1,9 @@
 """16-bit PNG labels (SYNTHIA's GT/LABELS): Pillow keeps only the high byte of 16-bit colour PNGs.
 
-`read_png_channel` returns one channel at full depth: through OpenCV when installed (fast), else through a small
+`read_png_channel` returns one channel at full depth: through OpenCV when installed; else through Pillow, decoding
+the file twice, once for the high bytes and once (little-endian raw mode) for the low bytes; else through a small
 numpy decoder of the PNG format (non-interlaced; rows with the Average or Paeth filter decode pixel by pixel,
-slowly: install opencv-python-headless for the real dataset). `write_png` writes 8/16-bit PNGs (tests).
+slowly). `write_png` writes 8/16-bit PNGs with a chosen row filter (tests).
 """
 
 from __future__ import annotations
@@ -107,12 +108,59 @@ def read_png_channel(path: str | Path, channel: int = 0) -> np.ndarray:
         if array.ndim == 2:
             return array
         return array[:, :, [2, 1, 0, 3][: array.shape[2]][channel]]  # OpenCV is BGR(A)
-    array = decode_png(path)
-    return array[:, :, channel]
+    array = _pillow_16bit(path)
+    if array is None:
+        array = decode_png(path)
+    return array[:, :, channel] if array.ndim == 3 else array
 
 
-def write_png(path: str | Path, array: np.ndarray) -> None:
-    """Write an H x W (x C) uint8 or uint16 array as a PNG (no filtering)."""
+def _pillow_16bit(path: str | Path) -> np.ndarray | None:
+    """A 16-bit colour PNG through Pillow (which keeps only the high bytes): decoded twice, the second time with
+    the little-endian raw mode, which reads the low bytes. None where Pillow's tiles are not the expected ones."""
+    from PIL import Image
+
+    halves = []
+    for swap in (False, True):
+        with Image.open(path) as image:
+            tiles = list(getattr(image, "tile", []))
+            if image.format != "PNG" or not tiles or any(not (isinstance(t[3], str) and t[3].endswith(";16B"))
+                                                         for t in tiles):
+                return None
+            if swap:
+                image.tile = [t._replace(args=t[3][:-1] + "L") for t in tiles]
+            try:
+                image.load()
+            except (OSError, ValueError, AttributeError):
+                return None
+            halves.append(np.asarray(image).astype(np.uint16))
+    high, low = halves
+    return high * 256 + low
+
+
+def _filter_rows(body: bytes, height: int, stride: int, bpp: int, kind: int) -> bytes:
+    """Apply one PNG row filter (0 none, 1 Sub, 2 Up, 3 Average, 4 Paeth) to every row."""
+    rows = np.frombuffer(body, dtype=np.uint8).reshape(height, stride).astype(np.int32)
+    previous = np.vstack([np.zeros((1, stride), np.int32), rows[:-1]])
+    left = np.hstack([np.zeros((height, bpp), np.int32), rows[:, :-bpp]])
+    upleft = np.hstack([np.zeros((height, bpp), np.int32), previous[:, :-bpp]])
+    if kind == 0:
+        predictor = np.zeros_like(rows)
+    elif kind == 1:
+        predictor = left
+    elif kind == 2:
+        predictor = previous
+    elif kind == 3:
+        predictor = (left + previous) >> 1
+    else:
+        p = left + previous - upleft
+        pa, pb, pc = np.abs(p - left), np.abs(p - previous), np.abs(p - upleft)
+        predictor = np.where((pa <= pb) & (pa <= pc), left, np.where(pb <= pc, previous, upleft))
+    filtered = ((rows - predictor) & 0xFF).astype(np.uint8)
+    return b"".join(bytes([kind]) + filtered[y].tobytes() for y in range(height))
+
+
+def write_png(path: str | Path, array: np.ndarray, filter_type: int = 0) -> None:
+    """Write an H x W (x C) uint8 or uint16 array as a PNG, every row with `filter_type` (0-4)."""
     array = np.asarray(array)
     if array.ndim == 2:
         array = array[:, :, None]
@@ -121,7 +169,7 @@ def write_png(path: str | Path, array: np.ndarray) -> None:
     depth = 16 if array.dtype == np.uint16 else 8
     body = array.astype(">u2" if depth == 16 else np.uint8).tobytes()
     stride = width * channels * depth // 8
-    raw = b"".join(b"\x00" + body[y * stride:(y + 1) * stride] for y in range(height))
+    raw = _filter_rows(body, height, stride, channels * depth // 8, filter_type)
 
     def chunk(kind: bytes, payload: bytes) -> bytes:
         return struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", zlib.crc32(kind + payload))
