@@ -25,7 +25,7 @@ def test_paper_config_dry_runs_the_full_dag(tmp_path, name, source):
     assert PAPER_RULES | {f"fetch_{source}"} <= set(counts), counts
     assert "make_toy" not in counts and "oracle" not in counts
     assert counts["prepare"] == 2 and counts["selftrain"] == 2 and counts["pseudolabels"] == 2
-    assert counts["evaluate"] == 4  # source-only, warm-up, two self-training rounds
+    assert counts["evaluate"] == 4 and counts["evaluate_best"] == 4  # source-only, warm-up, two rounds; last and best
     assert f"resources/{source}/manifest.json" in result.stdout
 
 
@@ -56,7 +56,9 @@ def test_real_dag_runs_end_to_end_on_fake_archives(real_run):
     assert set(recorded) == {"01_images.zip", "01_labels.zip"}
     table = (workdir / "results" / "tiny_gta5" / "table.md").read_text()
     for label in ("source-only", "warm-up", "self-training round 1"):
-        assert f"| {label} | 1 |" in table
+        assert f"| {label} | 1 |" in table and f"| {label} (best on val) | 1 |" in table
+    best = json.loads((workdir / "results" / "tiny_gta5" / "seed0" / "warmup" / "metrics_best.json").read_text())
+    assert best["stage"] == "warmup_best" and best["checkpoint_iteration"] in (2, 4)
     metrics = json.loads((workdir / "results" / "tiny_gta5" / "seed0" / "warmup" / "metrics.json").read_text())
     assert sum(map(sum, metrics["confusion"])) == 4 * 32 * 64 - 4  # 4 val images, one ignore pixel each
 

@@ -60,6 +60,8 @@ def evaluate_checkpoint(settings: dict, checkpoint: Path, stage: str, seed: int,
     if state.get("teacher") is not None:  # the EMA teacher, for reference
         teacher = load_segmenter(checkpoint, device, "teacher").eval()
         result["teacher_miou"] = metrics_from_confusion(confusion_on_val(settings, teacher, device))["miou"]
+    if "val_miou" in state:  # a best-on-val checkpoint: when it was taken
+        result["checkpoint_iteration"], result["checkpoint_val_miou"] = state["iteration"], state["val_miou"]
     result["provenance"] = provenance(settings)
     result["training_provenance"] = state.get("provenance")  # the config and code that trained the model
     write_json(out_path, result)

@@ -14,15 +14,19 @@ STAGE_LABELS = {"source_only": "source-only", "warmup": "warm-up", "oracle": "or
 
 
 def stage_label(stage: str) -> str:
+    if stage.endswith("_best"):  # the best-on-val checkpoint (evaluate.val_every)
+        return f"{stage_label(stage.removesuffix('_best'))} (best on val)"
     if stage.startswith("selftrain"):
         return f"self-training round {stage.removeprefix('selftrain')}"
     return STAGE_LABELS.get(stage, stage)
 
 
-def stage_order(stage: str) -> tuple[int, int]:
+def stage_order(stage: str) -> tuple[int, int, int]:
+    if stage.endswith("_best"):
+        return (*stage_order(stage.removesuffix("_best"))[:2], 1)
     if stage.startswith("selftrain"):
-        return (2, int(stage.removeprefix("selftrain")))
-    return ({"source_only": 0, "warmup": 1, "oracle": 3}.get(stage, 4), 0)
+        return (2, int(stage.removeprefix("selftrain")), 0)
+    return ({"source_only": 0, "warmup": 1, "oracle": 3}.get(stage, 4), 0, 0)
 
 
 def collect(metrics_paths: list[str | Path]) -> pd.DataFrame:

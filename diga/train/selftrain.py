@@ -20,6 +20,7 @@ from diga.method.selection import (
     nearest_centroid_labels,
     update_centroids_ema,
 )
+from diga.train.best import BestOnVal
 from diga.train.common import (
     batches,
     device_for,
@@ -67,8 +68,12 @@ def train_selftrain(settings: dict, seed: int, round_index: int, init_path: Path
     centroids = bank["centroids"].to(device)
     centroid_valid = bank["valid"].to(device)
 
+    stage = f"selftrain{round_index}"
+    best = BestOnVal(settings, stage, out_dir, device, {"seed": seed, "round": round_index})
+
     def step(iteration: int):
         nonlocal centroids
+        stats = best(iteration, student, teacher)
         update_teacher(teacher, student, ema_decay(iteration, settings["ema"]["max_decay"]))
         src, tgt = next(source), next(target)
         clean, labels = src["image"], src["label"]
@@ -103,10 +108,10 @@ def train_selftrain(settings: dict, seed: int, round_index: int, init_path: Path
         distill = symmetric_distillation(s_clean, s_mixed, t_clean, t_mixed, cfg["reverse_scale"])
         terms = {"ce": seg_loss(s_clean, labels), "ce_mix": seg_loss(mixed_logits, mixed_labels),
                  "skd": cfg["distill_weight"] * distill}
-        return terms, selection_stats(offline, selected, tgt["label"])
+        return terms, {**selection_stats(offline, selected, tgt["label"]), **stats}
 
-    stage = f"selftrain{round_index}"
     run_training(stage, step, optimizer, cfg["iterations"], settings["optim"]["poly_power"],
                  settings["train"]["log_every"], out_dir / "train_log.csv")
+    best.finish(cfg["iterations"], student, teacher)
     save_segmenter(out_dir / "model.pt", stage, settings, student, teacher,
                    {"seed": seed, "round": round_index, "centroids": centroids.cpu()})

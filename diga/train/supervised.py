@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from diga.method.losses import segmentation_loss
+from diga.train.best import BestOnVal
 from diga.train.common import (
     batches,
     device_for,
@@ -35,11 +36,15 @@ def train_supervised(settings: dict, seed: int, stage: str, out_dir: Path) -> No
     model = new_segmenter(settings, device).train()
     optimizer = build_optimizer(*model.parameter_groups(), settings["optim"])
 
+    best = BestOnVal(settings, stage, out_dir, device, {"seed": seed})
+
     def step(iteration: int):
+        stats = best(iteration, model, None)
         batch = next(stream)
         logits = upsample(model(batch["image"]).logits, batch["label"].shape[-2:])
-        return {"ce": seg_loss(logits, batch["label"])}, {}
+        return {"ce": seg_loss(logits, batch["label"])}, stats
 
     run_training(stage, step, optimizer, stage_cfg["iterations"], settings["optim"]["poly_power"],
                  settings["train"]["log_every"], out_dir / "train_log.csv")
+    best.finish(stage_cfg["iterations"], model, None)
     save_segmenter(out_dir / "model.pt", stage, settings, model, None, {"seed": seed})

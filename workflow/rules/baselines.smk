@@ -9,8 +9,9 @@ rule source_only:
     output:
         model=f"{RUN}/source_only/model.pt",
         log_csv=f"{RUN}/source_only/train_log.csv",
+        best=best_output("source_only"),
     params:
-        settings=job_settings("model", "optim", "train", stage="source_only"),
+        settings=job_settings("model", "optim", "train", *TRAIN_EVAL, stage="source_only"),
         out_dir=f"{RUN}/source_only",
     threads: 2
     log:
@@ -30,8 +31,9 @@ rule oracle:
     output:
         model=f"{RUN}/oracle/model.pt",
         log_csv=f"{RUN}/oracle/train_log.csv",
+        best=best_output("oracle"),
     params:
-        settings=job_settings("model", "optim", "train", stage="oracle"),
+        settings=job_settings("model", "optim", "train", *TRAIN_EVAL, stage="oracle"),
         out_dir=f"{RUN}/oracle",
     threads: 2
     log:

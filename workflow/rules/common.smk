@@ -29,6 +29,10 @@ else:
 # Initial weights named by the config are found (and hashed) by check_weights before any training job.
 NEEDS_WEIGHTS = config["model"]["init"] != "random" or config["translator"]["perceptual_weight"] > 0
 WEIGHTS_CHECK = [f"{RESULTS}/initial_weights.json"] if NEEDS_WEIGHTS else []
+# "Best on val" checkpoints (evaluate.val_every > 0): each training stage also writes model_best.pt, evaluated
+# into metrics_best.json beside the last-iteration model; the training jobs then read the evaluate section too.
+BEST = config["evaluate"]["val_every"] > 0
+TRAIN_EVAL = ("evaluate",) if BEST else ()
 SELFTRAIN_STAGES = [f"selftrain{r}" for r in range(1, ROUNDS + 1)]
 ORACLE = config["stages"]["oracle"]["enabled"] and config["data"]["target"]["train_has_labels"]
 EVALUATED_STAGES = ["source_only", "warmup", *SELFTRAIN_STAGES] + (["oracle"] if ORACLE else [])
@@ -68,6 +72,19 @@ def centroid_stage(round_index):
     if config["stages"]["selftrain"]["centroids_from"] == "warmup":
         return "warmup"
     return previous_stage(round_index)
+
+
+def best_output(stage):
+    """model_best.pt of a training stage when best-on-val checkpoints are on, else nothing."""
+    return [f"{RUN}/{stage}/model_best.pt"] if BEST else []
+
+
+def table_metrics():
+    """Every evaluated stage's metrics, plus the best-on-val checkpoints' when they are on."""
+    files = expand(f"{RUN}/{{stage}}/metrics.json", seed=SEEDS, stage=EVALUATED_STAGES)
+    if BEST:
+        files += expand(f"{RUN}/{{stage}}/metrics_best.json", seed=SEEDS, stage=EVALUATED_STAGES)
+    return files
 
 
 def table_outputs():

@@ -20,9 +20,28 @@ rule evaluate:
         " --checkpoint {input.model} --out {output.metrics} > {log} 2>&1"
 
 
+rule evaluate_best:
+    input:
+        model=f"{RUN}/{{stage}}/model_best.pt",
+    output:
+        metrics=f"{RUN}/{{stage}}/metrics_best.json",
+    params:
+        settings=job_settings("evaluate"),
+    threads: 1
+    log:
+        f"{LOGS}/evaluate_{{stage}}_best.log",
+    benchmark:
+        f"{BENCHMARKS}/evaluate_{{stage}}_best.tsv"
+    conda:
+        "../../environment.yml"
+    shell:
+        "diga --threads {threads} evaluate --config {params.settings:q} --seed {wildcards.seed} --stage {wildcards.stage}_best"
+        " --checkpoint {input.model} --out {output.metrics} > {log} 2>&1"
+
+
 rule table:
     input:
-        metrics=expand(f"{RUN}/{{stage}}/metrics.json", seed=SEEDS, stage=EVALUATED_STAGES),
+        metrics=table_metrics(),
     output:
         md=f"{RESULTS}/table.md",
         csv=f"{RESULTS}/table.csv",

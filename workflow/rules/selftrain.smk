@@ -46,8 +46,9 @@ rule selftrain:
     output:
         model=f"{RUN}/selftrain{{round}}/model.pt",
         log_csv=f"{RUN}/selftrain{{round}}/train_log.csv",
+        best=best_output("selftrain{round}"),
     params:
-        settings=job_settings("optim", "ema", "augment", "centroids", "train", stage="selftrain"),
+        settings=job_settings("optim", "ema", "augment", "centroids", "train", *TRAIN_EVAL, stage="selftrain"),
         pseudolabel_dir=pseudolabel_dir,
         out_dir=f"{RUN}/selftrain{{round}}",
     threads: 2

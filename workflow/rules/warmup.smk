@@ -10,8 +10,9 @@ rule warmup:
     output:
         model=f"{RUN}/warmup/model.pt",
         log_csv=f"{RUN}/warmup/train_log.csv",
+        best=best_output("warmup"),
     params:
-        settings=job_settings("model", "optim", "ema", "augment", "train", stage="warmup"),
+        settings=job_settings("model", "optim", "ema", "augment", "train", *TRAIN_EVAL, stage="warmup"),
         out_dir=f"{RUN}/warmup",
     threads: 2
     log:
