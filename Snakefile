@@ -20,6 +20,7 @@ wildcard_constraints:
 
 
 include: "workflow/rules/data.smk"
+include: "workflow/rules/weights.smk"
 include: "workflow/rules/translator.smk"
 include: "workflow/rules/baselines.smk"
 include: "workflow/rules/warmup.smk"

@@ -25,6 +25,23 @@ def build_parser() -> argparse.ArgumentParser:
     _common(p, seed=False)
     p.add_argument("--out", required=True, help="dataset folder to (re)create, e.g. resources/toycity")
 
+    p = sub.add_parser("fetch", help="acquire a real dataset (extracted folder, archives or download; checksums; "
+                                     "extraction) as datasets.<dataset> in the config says")
+    _common(p, seed=False)
+    p.add_argument("--dataset", required=True, choices=["gta5", "synthia", "cityscapes"])
+    p.add_argument("--out", required=True, type=Path, help="the receipt JSON to write (the rule's output)")
+
+    p = sub.add_parser("prepare", help="convert an acquired dataset to trainId labels, list files, manifest, report")
+    _common(p, seed=False)
+    p.add_argument("--dataset", required=True, choices=["gta5", "synthia", "cityscapes"])
+    p.add_argument("--receipt", required=True, type=Path, help="the receipt `diga fetch` wrote")
+    p.add_argument("--out", required=True, type=Path, help="the prepared folder, e.g. resources/gta5")
+    p.add_argument("--workers", type=int, default=1, help="processes converting labels")
+
+    p = sub.add_parser("check-weights", help="find the initial weights the config names (before any training)")
+    _common(p, seed=False)
+    p.add_argument("--out", required=True, type=Path, help="JSON recording the files and their sha256")
+
     p = sub.add_parser("translator", help="train the source-to-target image translator")
     _common(p)
     p.add_argument("--out-dir", required=True, type=Path)
@@ -65,6 +82,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint", required=True, type=Path)
     p.add_argument("--stage", required=True)
     p.add_argument("--variant", default="main", help="config variant the model belongs to ('main' or an ablation)")
+    p.add_argument("--kind", choices=["last", "best"], default="last",
+                   help="which checkpoint: the last iteration's or the best on val")
     p.add_argument("--out", required=True, type=Path)
 
     p = sub.add_parser("table", help="main results table (.md, .csv, .tex): stages x classes, published rows")
@@ -123,6 +142,23 @@ def run(args: argparse.Namespace) -> None:
         from diga.data.toycity import ToyCitySpec, write_toycity
 
         write_toycity(ToyCitySpec(**settings["toycity"]), args.out)
+    elif command == "fetch":
+        from diga.data.ingest import acquire
+
+        acquire(args.dataset, settings["datasets"][args.dataset], settings["data"]["root"], args.out)
+    elif command == "prepare":
+        import json
+
+        from diga.data.prepare import prepare
+
+        tree = json.loads(args.receipt.read_text())["tree"]
+        prepare(args.dataset, tree, args.out, settings["data"]["num_classes"], workers=args.workers,
+                strict_counts=settings["datasets"]["strict_counts"])
+    elif command == "check-weights":
+        from diga.atomic import write_json
+        from diga.models.weights import describe_initial_weights
+
+        write_json(args.out, describe_initial_weights(settings))
     elif command == "translator":
         from diga.train.translator import train_translator
 
@@ -151,7 +187,7 @@ def run(args: argparse.Namespace) -> None:
     elif command == "evaluate":
         from diga.infer.evaluate import evaluate_checkpoint
 
-        evaluate_checkpoint(settings, args.checkpoint, args.stage, args.seed, args.out, args.variant)
+        evaluate_checkpoint(settings, args.checkpoint, args.stage, args.seed, args.out, args.variant, args.kind)
     elif command == "table":
         from diga.report.tables import write_main_table
 

@@ -1,6 +1,8 @@
-"""The Cityscapes 19-class label space: names, palette, and the ignore index.
+"""The Cityscapes 19-class label space: names, palette, the ignore index, and every dataset's lookup table.
 
-One home for class tables; every other module imports from here.
+One home for class tables; every other module imports from here. The 16-class space (SYNTHIA -> Cityscapes)
+is the 19 classes without terrain, truck and train, in the same order; mIoU13 further leaves out wall, fence
+and pole (the literature's convention; the official code reports only the 16).
 """
 
 from __future__ import annotations
@@ -25,9 +27,49 @@ PALETTE: tuple[tuple[int, int, int], ...] = (
 )
 
 
-def palette_bytes() -> list[int]:
-    """A 768-entry PIL palette: trainIds get their colour, everything else (255 included) black."""
-    flat = [channel for colour in PALETTE for channel in colour]
+# The 16-class label space of SYNTHIA -> Cityscapes, and the 13 classes of mIoU13.
+DROPPED_FOR_16 = ("terrain", "truck", "train")
+CLASS_NAMES_16: tuple[str, ...] = tuple(n for n in CLASS_NAMES if n not in DROPPED_FOR_16)
+DROPPED_FOR_13 = ("wall", "fence", "pole")
+CLASS_NAMES_13: tuple[str, ...] = tuple(n for n in CLASS_NAMES_16 if n not in DROPPED_FOR_13)
+
+# Cityscapes labelIds (gtFine_labelIds.png; GTA5's palette indices use the same ids) -> class name.
+CITYSCAPES_LABEL_IDS: dict[int, str] = {
+    7: "road", 8: "sidewalk", 11: "building", 12: "wall", 13: "fence", 17: "pole", 19: "traffic light",
+    20: "traffic sign", 21: "vegetation", 22: "terrain", 23: "sky", 24: "person", 25: "rider", 26: "car",
+    27: "truck", 28: "bus", 31: "train", 32: "motorcycle", 33: "bicycle",
+}
+# SYNTHIA-RAND-CITYSCAPES class ids (first channel of GT/LABELS/*.png) -> class name; no terrain, truck, train.
+SYNTHIA_IDS: dict[int, str] = {
+    3: "road", 4: "sidewalk", 2: "building", 21: "wall", 5: "fence", 7: "pole", 15: "traffic light",
+    9: "traffic sign", 6: "vegetation", 1: "sky", 10: "person", 17: "rider", 8: "car", 19: "bus",
+    12: "motorcycle", 11: "bicycle",
+}
+
+
+def class_names(num_classes: int) -> tuple[str, ...]:
+    """The names of the 19- or 16-class label space, indexed by trainId."""
+    if num_classes == NUM_CLASSES:
+        return CLASS_NAMES
+    if num_classes == len(CLASS_NAMES_16):
+        return CLASS_NAMES_16
+    raise ValueError(f"num_classes must be {NUM_CLASSES} or {len(CLASS_NAMES_16)}, got {num_classes}")
+
+
+def lookup_table(raw_ids: dict[int, str], num_classes: int, size: int = 256) -> np.ndarray:
+    """A uint8 table raw id -> trainId of the `num_classes` space; unknown ids and dropped classes -> 255."""
+    names = class_names(num_classes)
+    table = np.full(size, IGNORE_INDEX, dtype=np.uint8)
+    for raw, name in raw_ids.items():
+        if name in names:
+            table[raw] = names.index(name)
+    return table
+
+
+def palette_bytes(num_classes: int = NUM_CLASSES) -> list[int]:
+    """A 768-entry PIL palette: trainIds get their class colour, everything else (255 included) black."""
+    colours = [PALETTE[CLASS_NAMES.index(name)] for name in class_names(num_classes)]
+    flat = [channel for colour in colours for channel in colour]
     return flat + [0] * (768 - len(flat))
 
 

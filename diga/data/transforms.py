@@ -42,6 +42,29 @@ def random_scale_crop_flip(item: dict, crop: tuple[int, int], scale: tuple[float
     return out
 
 
+def crop_has_enough_classes(label: torch.Tensor, min_share: float = 0.02) -> bool:
+    """The official source loaders' crop filter: at least 3 label values each cover > min_share of the crop, or
+    exactly 2 do and neither is the ignore index."""
+    values, counts = label.unique(return_counts=True)
+    passing = values[counts.double() / label.numel() > min_share].tolist()
+    return len(passing) >= 3 or (len(passing) == 2 and IGNORE_INDEX not in passing)
+
+
+def filtered_crop(item: dict, crop: tuple[int, int], scale: tuple[float, float], generator: torch.Generator,
+                  tries: int) -> dict:
+    """`random_scale_crop_flip`, redrawn up to `tries` times until `crop_has_enough_classes` (the last draw is kept).
+
+    Off (one draw) for tries <= 1 and for items without labels (target images), so those crops are unchanged.
+    """
+    if tries <= 1 or "label" not in item or bool((item["label"] == IGNORE_INDEX).all()):
+        return random_scale_crop_flip(item, crop, scale, generator)
+    for _ in range(tries):
+        out = random_scale_crop_flip(item, crop, scale, generator)
+        if crop_has_enough_classes(out["label"]):
+            break
+    return out
+
+
 def _uniform(low: float, high: float, generator: torch.Generator) -> float:
     return low + (high - low) * torch.rand((), generator=generator).item()
 

@@ -10,16 +10,16 @@ import torch
 from PIL import Image
 
 from diga.atomic import atomic_dir, write_json
-from diga.data.labels import CLASS_NAMES, IGNORE_INDEX, palette_bytes
+from diga.data.labels import IGNORE_INDEX, class_names, palette_bytes
 from diga.infer.metrics import confusion_matrix, iou_per_class, pixel_accuracy
 from diga.provenance import provenance
 from diga.train.common import device_for, load_segmenter, target_train
 
 
-def save_label_png(label: np.ndarray, path: Path) -> None:
+def save_label_png(label: np.ndarray, path: Path, num_classes: int = 19) -> None:
     """An 8-bit palette PNG whose pixel index is the trainId (Cityscapes colours)."""
     image = Image.fromarray(label.astype(np.uint8), mode="P")
-    image.putpalette(palette_bytes())
+    image.putpalette(palette_bytes(num_classes))
     image.save(path)
 
 
@@ -38,14 +38,14 @@ def make_pseudolabels(settings: dict, checkpoint: Path, out_dir: Path, summary_p
             item = dataset[index]
             logits = multiscale_logits(model, item["image"][None].to(device), settings["evaluate"]["scales"])
             label = logits.argmax(1)[0].cpu()
-            save_label_png(label.numpy(), tmp / f"{dataset.name(index)}.png")
+            save_label_png(label.numpy(), tmp / f"{dataset.name(index)}.png", num_classes)
             counts += np.bincount(label.flatten().numpy(), minlength=num_classes)[:num_classes]
             if (item["label"] != IGNORE_INDEX).any():
                 confusion += confusion_matrix(label, item["label"], num_classes)
             if (index + 1) % 100 == 0:
                 print(f"[pseudolabels] {index + 1}/{len(dataset)} images", file=sys.stderr, flush=True)
     share = (counts / max(1, counts.sum())).round(5).tolist()
-    summary = {"images": len(dataset), "class_pixel_share": dict(zip(CLASS_NAMES[:num_classes], share, strict=True))}
+    summary = {"images": len(dataset), "class_pixel_share": dict(zip(class_names(num_classes), share, strict=True))}
     if confusion.sum() > 0:  # only where target-train labels exist (ToyCity); used for diagnostics only
         summary["pixel_accuracy"] = 100 * pixel_accuracy(confusion.numpy())
         summary["miou"] = 100 * float(np.nanmean(iou_per_class(confusion.numpy())))

@@ -157,7 +157,9 @@ def build_segmenter(model: dict, num_classes: int) -> DeepLabV2:
     net = DeepLabV2(backbone, head)
     net.config = dict(model, num_classes=num_classes)  # stored with checkpoints to rebuild the same network
     if model["init"] != "random":
-        load_backbone_weights(net, model["init"])
+        from diga.models.weights import resolve_backbone_init
+
+        load_backbone_weights(net, resolve_backbone_init(model["init"]))
     if model["freeze_backbone_bn"]:
         for module in net.backbone.modules():
             if isinstance(module, nn.BatchNorm2d):
@@ -176,7 +178,10 @@ def load_backbone_weights(net: DeepLabV2, path: str) -> None:
             "'Initial weights'), or set model.init: random to train from scratch."
         )
     state = torch.load(path, map_location="cpu", weights_only=True)
-    state = {k.removeprefix("module.").removeprefix("backbone."): v for k, v in state.items()}
+    if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
+        state = state["state_dict"]
+    # DataParallel, our own checkpoints, and the DeepLab init (keys 'Scale.conv1.weight', 'Scale.layer1...').
+    state = {k.removeprefix("module.").removeprefix("backbone.").removeprefix("Scale."): v for k, v in state.items()}
     wanted = net.backbone.state_dict()
     matched = {k: v for k, v in state.items() if k in wanted and v.shape == wanted[k].shape}
     if len(matched) < len(wanted) // 2:

@@ -16,8 +16,6 @@ import yaml
 
 from diga.atomic import write_text
 
-# The 13-class SYNTHIA protocol drops these from the 16 (literature convention, §5 of the method notes).
-MIOU13_DROPPED = ("wall", "fence", "pole")
 STAGE_LABELS = {"source_only": "source-only", "warmup": "warm-up", "oracle": "oracle (target labels)"}
 CHECKPOINT_LABELS = {"last": "last", "best": "best on val"}
 
@@ -45,9 +43,8 @@ def read_metrics(path: str | Path) -> dict:
            "checkpoint": metrics.get("checkpoint", "last"), "seed": metrics["seed"],
            **{k: (np.nan if v is None else v) for k, v in metrics["per_class_iou"].items()},
            "mIoU": metrics["miou"], "config_hash": trained["config_hash"], "git_commit": trained["git_commit"]}
-    if len(metrics["per_class_iou"]) == 16:  # SYNTHIA: also the 13-class mIoU
-        kept = [v for k, v in metrics["per_class_iou"].items() if k not in MIOU13_DROPPED and v is not None]
-        row["mIoU13"] = float(np.mean(kept)) if kept else np.nan
+    if "miou13" in metrics:  # 16-class (SYNTHIA) runs: the 13-class mIoU, computed by evaluate
+        row["mIoU13"] = np.nan if metrics["miou13"] is None else metrics["miou13"]
     return row
 
 

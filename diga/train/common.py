@@ -15,7 +15,7 @@ from torch import nn
 from diga.atomic import save_torch
 from diga.data.datasets import SegmentationList
 from diga.data.labels import IGNORE_INDEX
-from diga.data.transforms import random_scale_crop_flip
+from diga.data.transforms import filtered_crop
 from diga.models.deeplabv2 import DeepLabV2, build_segmenter
 from diga.models.translator import Generator, build_generator
 from diga.provenance import provenance
@@ -68,7 +68,8 @@ def batches(dataset: SegmentationList, batch_size: int, settings: dict, generato
         while len(order) < batch_size:
             order += torch.randperm(len(dataset), generator=generator).tolist()
         chosen, order = order[:batch_size], order[batch_size:]
-        items = [random_scale_crop_flip(dataset[i], crop, scale, generator) for i in chosen]
+        tries = settings["data"]["crop_filter_tries"]
+        items = [filtered_crop(dataset[i], crop, scale, generator, tries) for i in chosen]
         yield {key: torch.stack([item[key] for item in items]).to(device)
                for key in items[0] if isinstance(items[0][key], torch.Tensor)}
 

@@ -11,6 +11,7 @@ from diga.data.labels import IGNORE_INDEX
 from diga.data.transforms import blend_augment
 from diga.method.distill import symmetric_distillation
 from diga.method.ema import ema_decay, update_teacher
+from diga.method.losses import segmentation_loss
 from diga.method.mixing import class_mix_mask, classmix, cross_domain_mixture
 from diga.method.selection import (
     class_means,
@@ -20,9 +21,9 @@ from diga.method.selection import (
     nearest_centroid_labels,
     update_centroids_ema,
 )
+from diga.train.best import BestOnVal
 from diga.train.common import (
     batches,
-    cross_entropy,
     device_for,
     load_segmenter,
     load_translator,
@@ -52,6 +53,7 @@ def train_selftrain(settings: dict, seed: int, round_index: int, init_path: Path
                     pseudo_dir: Path, centroids_path: Path, out_dir: Path) -> None:
     generator = seed_stage(seed, "selftrain", round_index)
     device = device_for(settings)
+    seg_loss = segmentation_loss(settings["optim"])
     cfg = settings["stages"]["selftrain"]
     num_classes = settings["data"]["num_classes"]
     source = batches(source_train(settings), cfg["batch_source"], settings, generator, device)
@@ -67,8 +69,12 @@ def train_selftrain(settings: dict, seed: int, round_index: int, init_path: Path
     centroids = bank["centroids"].to(device)
     centroid_valid = bank["valid"].to(device)
 
+    stage = f"selftrain{round_index}"
+    best = BestOnVal(settings, stage, out_dir, device, {"seed": seed, "round": round_index})
+
     def step(iteration: int):
         nonlocal centroids
+        stats = best(iteration, student, teacher)
         update_teacher(teacher, student, ema_decay(iteration, settings["ema"]["max_decay"]))
         src, tgt = next(source), next(target)
         clean, labels = src["image"], src["label"]
@@ -104,12 +110,12 @@ def train_selftrain(settings: dict, seed: int, round_index: int, init_path: Path
         t_clean, t_mixed = upsample(teacher_source.logits, size).chunk(2)
         mixed_logits = upsample(student(mixed_images).logits, size)
         distill = symmetric_distillation(s_clean, s_mixed, t_clean, t_mixed, cfg["reverse_scale"])
-        terms = {"ce": cross_entropy(s_clean, labels), "ce_mix": cross_entropy(mixed_logits, mixed_labels),
+        terms = {"ce": seg_loss(s_clean, labels), "ce_mix": seg_loss(mixed_logits, mixed_labels),
                  "skd": cfg["distill_weight"] * distill}
-        return terms, selection_stats(offline, selected, tgt["label"])
+        return terms, {**selection_stats(offline, selected, tgt["label"]), **stats}
 
-    stage = f"selftrain{round_index}"
     run_training(stage, step, optimizer, cfg["iterations"], settings["optim"]["poly_power"],
                  settings["train"]["log_every"], out_dir / "train_log.csv")
+    best.finish(cfg["iterations"], student, teacher)
     save_segmenter(out_dir / "model.pt", stage, settings, student, teacher,
                    {"seed": seed, "round": round_index, "centroids": centroids.cpu()})

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from diga.method.losses import segmentation_loss
+from diga.train.best import BestOnVal
 from diga.train.common import (
     batches,
-    cross_entropy,
     device_for,
     new_segmenter,
     save_segmenter,
@@ -22,6 +23,7 @@ def train_supervised(settings: dict, seed: int, stage: str, out_dir: Path) -> No
     """CE on one labelled domain with the same schedule as warm-up; `stage` is 'source_only' or 'oracle'."""
     generator = seed_stage(seed, stage)
     device = device_for(settings)
+    seg_loss = segmentation_loss(settings["optim"])
     stage_cfg = settings["stages"][stage]
     if stage == "oracle":
         if not settings["data"]["target"]["train_has_labels"]:
@@ -34,11 +36,15 @@ def train_supervised(settings: dict, seed: int, stage: str, out_dir: Path) -> No
     model = new_segmenter(settings, device).train()
     optimizer = build_optimizer(*model.parameter_groups(), settings["optim"])
 
+    best = BestOnVal(settings, stage, out_dir, device, {"seed": seed})
+
     def step(iteration: int):
+        stats = best(iteration, model, None)
         batch = next(stream)
         logits = upsample(model(batch["image"]).logits, batch["label"].shape[-2:])
-        return {"ce": cross_entropy(logits, batch["label"])}, {}
+        return {"ce": seg_loss(logits, batch["label"])}, stats
 
     run_training(stage, step, optimizer, stage_cfg["iterations"], settings["optim"]["poly_power"],
                  settings["train"]["log_every"], out_dir / "train_log.csv")
+    best.finish(stage_cfg["iterations"], model, None)
     save_segmenter(out_dir / "model.pt", stage, settings, model, None, {"seed": seed})

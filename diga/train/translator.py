@@ -46,14 +46,13 @@ class VGGPerceptual(torch.nn.Module):
     SLICES = (2, 7, 12, 21, 30)
     WEIGHTS = (1 / 32, 1 / 16, 1 / 8, 1 / 4, 1.0)
 
-    def __init__(self, weights_path: str):
+    def __init__(self, weights_path: str | None):
         super().__init__()
         import torchvision
 
-        if not Path(weights_path).is_file():
-            raise FileNotFoundError(
-                f"translator.vgg_weights {weights_path} does not exist: download torchvision's vgg19 ImageNet "
-                "weights (vgg19-dcbb9e9d.pth) there, or set translator.perceptual_weight: 0")
+        from diga.models.weights import resolve_vgg_weights
+
+        weights_path = resolve_vgg_weights(weights_path)
         vgg = torchvision.models.vgg19()
         vgg.load_state_dict(torch.load(weights_path, map_location="cpu", weights_only=True))
         self.features = vgg.features[: self.SLICES[-1]].eval().requires_grad_(False)

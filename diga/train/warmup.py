@@ -9,10 +9,11 @@ import torch
 from diga.data.transforms import blend_augment
 from diga.method.distill import symmetric_distillation
 from diga.method.ema import ema_decay, update_teacher
+from diga.method.losses import segmentation_loss
 from diga.method.mixing import class_mix_mask, cross_domain_mixture
+from diga.train.best import BestOnVal
 from diga.train.common import (
     batches,
-    cross_entropy,
     device_for,
     load_translator,
     make_teacher,
@@ -29,6 +30,7 @@ from diga.train.loop import build_optimizer, run_training
 def train_warmup(settings: dict, seed: int, translator_path: Path, out_dir: Path) -> None:
     generator = seed_stage(seed, "warmup")
     device = device_for(settings)
+    seg_loss = segmentation_loss(settings["optim"])
     cfg = settings["stages"]["warmup"]
     source = batches(source_train(settings), cfg["batch"], settings, generator, device)
     # Official-code quirk (off by default): target images pass through the student in train mode, so BN
@@ -40,7 +42,10 @@ def train_warmup(settings: dict, seed: int, translator_path: Path, out_dir: Path
     teacher = make_teacher(student, settings)
     optimizer = build_optimizer(*student.parameter_groups(), settings["optim"])
 
+    best = BestOnVal(settings, "warmup", out_dir, device, {"seed": seed})
+
     def step(iteration: int):
+        stats = best(iteration, student, teacher)
         update_teacher(teacher, student, ema_decay(iteration, settings["ema"]["max_decay"]))
         batch = next(source)
         clean, labels = batch["image"], batch["label"]
@@ -61,8 +66,9 @@ def train_warmup(settings: dict, seed: int, translator_path: Path, out_dir: Path
         s_clean, s_mixed = student_logits.chunk(2)
         t_clean, t_mixed = teacher_logits.chunk(2)
         distill = symmetric_distillation(s_clean, s_mixed, t_clean, t_mixed, cfg["reverse_scale"])
-        return {"ce": cross_entropy(s_clean, labels), "skd": cfg["distill_weight"] * distill}, {}
+        return {"ce": seg_loss(s_clean, labels), "skd": cfg["distill_weight"] * distill}, stats
 
     run_training("warmup", step, optimizer, cfg["iterations"], settings["optim"]["poly_power"],
                  settings["train"]["log_every"], out_dir / "train_log.csv")
+    best.finish(cfg["iterations"], student, teacher)
     save_segmenter(out_dir / "model.pt", "warmup", settings, student, teacher, {"seed": seed})

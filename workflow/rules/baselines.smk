@@ -5,9 +5,11 @@
 rule source_only:
     input:
         manifest=MANIFEST,
+        weights=WEIGHTS_CHECK,
     output:
         model=f"{RUN}/source_only/model.pt",
         log_csv=f"{RUN}/source_only/train_log.csv",
+        best=best_output("source_only"),
     params:
         settings=job_settings("source_only"),
         out_dir=f"{RUN}/source_only",
@@ -25,9 +27,11 @@ rule source_only:
 rule oracle:
     input:
         manifest=MANIFEST,
+        weights=WEIGHTS_CHECK,
     output:
         model=f"{RUN}/oracle/model.pt",
         log_csv=f"{RUN}/oracle/train_log.csv",
+        best=best_output("oracle"),
     params:
         settings=job_settings("oracle"),
         out_dir=f"{RUN}/oracle",

@@ -11,7 +11,30 @@ RESULTS = f"results/{BENCH}"
 RUN = f"{RESULTS}/{{variant}}seed{{seed}}"
 LOGS = f"{RESULTS}/logs/{{variant}}seed{{seed}}"
 BENCHMARKS = f"{RESULTS}/benchmarks/{{variant}}seed{{seed}}"
-MANIFEST = f"{config['data']['root']}/manifest.json"
+DATA_ROOT = os.path.normpath(config["data"]["root"])
+# Real datasets (datasets.source/target set): fetch_<dataset> + prepare build data.{source,target}.root under
+# data.root; otherwise (ToyCity) make_toy generates data.root.
+REAL_DATA = config["datasets"]["source"] is not None or config["datasets"]["target"] is not None
+PREPARED = {}  # prepared folder name -> dataset name
+if REAL_DATA:
+    for _domain in ("source", "target"):
+        _root = os.path.normpath(config["data"][_domain]["root"])
+        if config["datasets"][_domain] is None or os.path.dirname(_root) != DATA_ROOT:
+            raise ValueError(
+                f"with real datasets, datasets.source and datasets.target must both be set and data.{_domain}.root "
+                f"({_root}) must be a folder directly under data.root ({DATA_ROOT})"
+            )
+        PREPARED[os.path.basename(_root)] = config["datasets"][_domain]
+    MANIFEST = [f"{DATA_ROOT}/{name}/manifest.json" for name in PREPARED]
+else:
+    MANIFEST = f"{DATA_ROOT}/manifest.json"
+# Initial weights named by the config are found (and hashed) by check_weights before any training job.
+NEEDS_WEIGHTS = config["model"]["init"] != "random" or config["translator"]["perceptual_weight"] > 0
+WEIGHTS_CHECK = [f"{RESULTS}/initial_weights.json"] if NEEDS_WEIGHTS else []
+# "Best on val" checkpoints (evaluate.val_every > 0): each training stage also writes model_best.pt, evaluated
+# into metrics_best.json beside the last-iteration model; the training jobs then read the evaluate section too.
+BEST = config["evaluate"]["val_every"] > 0
+TRAIN_EVAL = ["evaluate"] if BEST else []
 # Repository files named in the config resolve against the working directory first, then the repository.
 REFERENCES = next((p for p in (config["references"], os.path.join(workflow.basedir, config["references"]))
                    if os.path.exists(p)), config["references"])
@@ -29,12 +52,12 @@ for _name in config["ablations"]["run"]:
 RULE_SECTIONS = {
     "make_toy": ["toycity"],
     "translator": ["translator", "train"],
-    "source_only": ["model", "optim", "train", "stages.source_only"],
-    "oracle": ["model", "optim", "train", "stages.oracle"],
-    "warmup": ["model", "optim", "ema", "augment", "train", "stages.warmup"],
+    "source_only": ["model", "optim", "train", "stages.source_only", *TRAIN_EVAL],
+    "oracle": ["model", "optim", "train", "stages.oracle", *TRAIN_EVAL],
+    "warmup": ["model", "optim", "ema", "augment", "train", "stages.warmup", *TRAIN_EVAL],
     "pseudolabels": ["evaluate"],
     "centroids": ["centroids"],
-    "selftrain": ["optim", "ema", "augment", "centroids", "train", "stages.selftrain"],
+    "selftrain": ["optim", "ema", "augment", "centroids", "train", "stages.selftrain", *TRAIN_EVAL],
     "evaluate": ["evaluate"],
 }
 
@@ -163,6 +186,19 @@ def metrics_files(variant="", stages=None):
                   stage=stages or EVALUATED_STAGES)
 
 
+def table_metrics():
+    """Every evaluated stage's metrics, plus the best-on-val checkpoints' when they are on."""
+    files = metrics_files()
+    if BEST:
+        files += expand(f"{RESULTS}/seed{{seed}}/{{stage}}/metrics_best.json", seed=SEEDS, stage=EVALUATED_STAGES)
+    return files
+
+
+def best_output(stage):
+    """model_best.pt of a training stage when best-on-val checkpoints are on, else nothing."""
+    return [f"{RUN}/{stage}/model_best.pt"] if BEST else []
+
+
 FIGURES = ["training_curves", "per_class_iou", "qualitative", "confusion_final"]
 
 
@@ -223,3 +259,46 @@ def output_stem(wildcards, output):
 
 def output_folder(wildcards, output):
     return os.path.dirname(output.png[0])
+
+
+def data_settings(dataset, with_classes=False):
+    """A complete config holding only what a data job reads: data.root, one dataset's acquisition settings and
+    (prepare) data.num_classes.
+
+    The list fields are placeholders: leaving the training options and the other datasets out means switching
+    benchmark or crop size never re-acquires or re-prepares a dataset.
+    """
+    root = config["data"]["root"]
+    picked = {
+        "benchmark": "data",
+        "seeds": [0],
+        "data": {
+            "root": root,
+            "num_classes": config["data"]["num_classes"] if with_classes else 19,
+            "source": {"root": root, "train_list": "-"},
+            "target": {"root": root, "train_list": "-", "val_list": "-"},
+        },
+        "datasets": {"strict_counts": config["datasets"]["strict_counts"], dataset: config["datasets"][dataset]},
+    }
+    return json.dumps(picked, sort_keys=True)
+
+
+def prepare_settings(wildcards):
+    return data_settings(PREPARED[wildcards.prepared], with_classes=True)
+
+
+def prepare_receipt(wildcards):
+    return f"{DATA_ROOT}/raw/{PREPARED[wildcards.prepared]}.json"
+
+
+def prepared_dataset(wildcards):
+    return PREPARED[wildcards.prepared]
+
+
+def weights_settings():
+    """What check_weights reads (model.init, the translator's perceptual-loss settings), in a complete config."""
+    picked = json.loads(data_settings("cityscapes"))
+    picked.pop("datasets")
+    picked["model"] = config["model"]
+    picked["translator"] = config["translator"]
+    return json.dumps(picked, sort_keys=True)

@@ -20,3 +20,22 @@ rule evaluate:
         "diga --threads {threads} evaluate --config {params.settings:q} --seed {wildcards.seed} --stage {wildcards.stage}"
         " --variant {params.variant} --checkpoint {input.model} --out {output.metrics} > {log} 2>&1"
 
+
+rule evaluate_best:
+    input:
+        model=f"{RUN}/{{stage}}/model_best.pt",
+    output:
+        metrics=f"{RUN}/{{stage}}/metrics_best.json",
+    params:
+        settings=job_settings("evaluate"),
+        variant=variant_label,
+    threads: 1
+    log:
+        f"{LOGS}/evaluate_{{stage}}_best.log",
+    benchmark:
+        f"{BENCHMARKS}/evaluate_{{stage}}_best.tsv"
+    conda:
+        "../../environment.yml"
+    shell:
+        "diga --threads {threads} evaluate --config {params.settings:q} --seed {wildcards.seed} --stage {wildcards.stage}"
+        " --variant {params.variant} --kind best --checkpoint {input.model} --out {output.metrics} > {log} 2>&1"

@@ -4,7 +4,7 @@
 
 rule table:
     input:
-        metrics=metrics_files(),
+        metrics=table_metrics(),
         references=REFERENCES,
     output:
         md=report(f"{RESULTS}/table.md", caption="../report/table.rst", category="Tables"),

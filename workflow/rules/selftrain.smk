@@ -46,6 +46,7 @@ rule selftrain:
     output:
         model=f"{RUN}/selftrain{{round}}/model.pt",
         log_csv=f"{RUN}/selftrain{{round}}/train_log.csv",
+        best=best_output("selftrain{round}"),
     params:
         settings=job_settings("selftrain"),
         pseudolabel_dir=pseudolabel_dir,

@@ -4,6 +4,7 @@
 rule translator:
     input:
         manifest=MANIFEST,
+        weights=WEIGHTS_CHECK,
     output:
         model=f"{RUN}/translator/translator.pt",
         log_csv=f"{RUN}/translator/train_log.csv",

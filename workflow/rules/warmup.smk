@@ -5,10 +5,12 @@
 rule warmup:
     input:
         manifest=MANIFEST,
+        weights=WEIGHTS_CHECK,
         translator=stage_file("translator", "translator.pt"),
     output:
         model=f"{RUN}/warmup/model.pt",
         log_csv=f"{RUN}/warmup/train_log.csv",
+        best=best_output("warmup"),
     params:
         settings=job_settings("warmup"),
         out_dir=f"{RUN}/warmup",

@@ -1,0 +1,227 @@
+"""Dataset archives: sha256 checks, resumable downloads, and extraction into a folder renamed into place.
+
+Standard library only (urllib with HTTP Range for resume, zipfile, tarfile); RAR archives go through a
+Debian extractor (`bsdtar` from libarchive-tools, or `unar`), since no free Python package reads them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import http.client
+import os
+import shutil
+import subprocess
+import sys
+import tarfile
+import time
+import urllib.error
+import urllib.request
+import zipfile
+import zlib
+from pathlib import Path
+
+CHUNK = 1 << 20
+
+
+class ArchiveError(RuntimeError):
+    """An archive that is wrong, truncated or cannot be extracted; the message names the file and the fix."""
+
+
+class ChecksumError(ArchiveError):
+    """An archive whose sha256 differs from the one recorded in the config (or at first ingest)."""
+
+
+class DownloadError(RuntimeError):
+    """A download that failed after every retry."""
+
+
+def sha256_file(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(CHUNK), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def verify_sha256(path: str | Path, expected: str | None) -> str:
+    """Return the archive's sha256; raise ChecksumError if `expected` is given and differs."""
+    actual = sha256_file(path)
+    if expected is not None and actual != expected.lower():
+        raise ChecksumError(
+            f"{path}: sha256 {actual} does not match the recorded {expected}. The file is corrupted, truncated or "
+            "a different version: delete it and download it again (or, if you trust this copy, replace the "
+            "sha256 recorded in the config / checksums file with the new value)."
+        )
+    return actual
+
+
+# ----------------------------------------------------------------------------------------------
+# Download with resume, retries and progress
+# ----------------------------------------------------------------------------------------------
+
+
+class _Progress:
+    def __init__(self, name: str, total: int | None, done: int, enabled: bool):
+        self.name, self.total, self.done, self.enabled = name, total, done, enabled
+        self.last = time.monotonic()
+
+    def add(self, count: int) -> None:
+        self.done += count
+        now = time.monotonic()
+        if self.enabled and now - self.last > 5:
+            self.last = now
+            self.report()
+
+    def report(self) -> None:
+        if not self.enabled:
+            return
+        size = f"{self.done / 1e6:.1f}" + (f"/{self.total / 1e6:.1f}" if self.total else "")
+        print(f"[download] {self.name}: {size} MB", file=sys.stderr, flush=True)
+
+
+def download(url: str, dest: str | Path, retries: int = 5, timeout: float = 60.0, backoff: float = 2.0,
+             progress: bool = True) -> Path:
+    """Download `url` to `dest` through `dest.part`, resuming a partial file with an HTTP Range request.
+
+    A cut connection is retried (`retries` times, exponential back-off) from where it stopped; a server that
+    ignores Range restarts from zero. `dest` appears only once the whole body has arrived.
+    """
+    dest = Path(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    part = dest.with_name(dest.name + ".part")
+    last_error: Exception | None = None
+    for attempt in range(retries + 1):
+        start = part.stat().st_size if part.exists() else 0
+        request = urllib.request.Request(url, headers={"Range": f"bytes={start}-"} if start else {})
+        try:
+            with urllib.request.urlopen(request, timeout=timeout) as response:
+                status = response.status
+                if start and status == 200:     # Range ignored: start again
+                    start = 0
+                length = response.headers.get("Content-Length")
+                total = start + int(length) if length is not None else None
+                bar = _Progress(dest.name, total, start, progress)
+                with open(part, "ab" if start else "wb") as handle:
+                    for block in iter(lambda: response.read(CHUNK), b""):
+                        handle.write(block)
+                        bar.add(len(block))
+                bar.report()
+            size = part.stat().st_size
+            if total is not None and size != total:
+                raise http.client.IncompleteRead(b"", total - size)
+            os.replace(part, dest)
+            return dest
+        except urllib.error.HTTPError as error:
+            if error.code == 416 and part.exists():  # range beyond the end: the part file is complete or bad
+                part.unlink()
+            elif error.code in (401, 403, 404):
+                raise DownloadError(f"{url}: HTTP {error.code} {error.reason}; check the URL in the config") from None
+            last_error = error
+        except (urllib.error.URLError, http.client.HTTPException, ConnectionError, TimeoutError, OSError) as error:
+            last_error = error
+        if attempt < retries:
+            wait = backoff ** attempt
+            print(f"[download] {dest.name}: {last_error!r}; retry {attempt + 1}/{retries} in {wait:.0f}s "
+                  f"(resuming at {part.stat().st_size if part.exists() else 0} bytes)", file=sys.stderr, flush=True)
+            time.sleep(wait)
+    raise DownloadError(f"{url}: download failed after {retries + 1} tries ({last_error!r}); the partial file "
+                        f"{part} is kept, so rerunning resumes it")
+
+
+# ----------------------------------------------------------------------------------------------
+# Extraction
+# ----------------------------------------------------------------------------------------------
+
+
+def archive_kind(path: str | Path) -> str:
+    name = Path(path).name.lower()
+    if name.endswith(".zip"):
+        return "zip"
+    if name.endswith((".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tar.xz")):
+        return "tar"
+    if name.endswith(".rar"):
+        return "rar"
+    raise ArchiveError(f"{path}: unknown archive type; expected .zip, .tar(.gz/.bz2/.xz) or .rar")
+
+
+def rar_extractor() -> list[str] | None:
+    """The command prefix of an installed RAR extractor (bsdtar, else unar), or None."""
+    if shutil.which("bsdtar"):
+        return ["bsdtar", "-xf"]
+    if shutil.which("unar"):
+        return ["unar", "-q", "-f", "-D", "-o"]
+    return None
+
+
+def _safe_relative(name: str) -> Path:
+    rel = Path(name.replace("\\", "/"))
+    if rel.is_absolute() or ".." in rel.parts:
+        raise ArchiveError(f"archive member {name!r} points outside the extraction folder; refusing to extract")
+    return rel
+
+
+def fix_backslash_names(root: Path) -> int:
+    """Rename files named like 'RAND_CITYSCAPES\\\\RGB\\\\0000001.png' (Windows archives) into real folders."""
+    moved = 0
+    for path in sorted(root.rglob("*")):
+        if "\\" in path.name and path.is_file():
+            target = path.parent / _safe_relative(path.name)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(path, target)
+            moved += 1
+    return moved
+
+
+def _extract_into(archive: Path, tmp: Path) -> None:
+    kind = archive_kind(archive)
+    if kind == "zip":
+        try:
+            with zipfile.ZipFile(archive) as handle:
+                for member in handle.infolist():
+                    _safe_relative(member.filename)
+                handle.extractall(tmp)
+        except (zipfile.BadZipFile, EOFError, zlib.error) as error:
+            raise ArchiveError(f"{archive}: not a readable zip ({error}); it is probably truncated. Delete it and "
+                               "download it again.") from None
+    elif kind == "tar":
+        try:
+            with tarfile.open(archive) as handle:
+                for member in handle.getmembers():
+                    _safe_relative(member.name)
+                handle.extractall(tmp, filter="data")
+        except (tarfile.TarError, EOFError, OSError) as error:
+            raise ArchiveError(f"{archive}: not a readable tar ({error}); it is probably truncated. Delete it and "
+                               "download it again.") from None
+    else:
+        command = rar_extractor()
+        if command is None:
+            raise ArchiveError(
+                f"{archive}: extracting .rar needs bsdtar or unar (Debian/Ubuntu: `apt-get install "
+                "libarchive-tools` or `apt-get install unar`); or extract it yourself and point the config's "
+                "`folder` at the result")
+        args = [*command, str(archive), "-C", str(tmp)] if command[0] == "bsdtar" else [*command, str(tmp),
+                                                                                         str(archive)]
+        result = subprocess.run(args, capture_output=True, text=True)
+        if result.returncode != 0:
+            raise ArchiveError(f"{archive}: {command[0]} failed ({result.stderr.strip()[-500:]}); the archive is "
+                               "probably truncated. Delete it and download it again.")
+
+
+def extract(archives: list[str | Path], dest: str | Path) -> Path:
+    """Extract every archive into one temporary sibling folder, fix backslash names, then rename it to `dest`."""
+    dest = Path(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dest.with_name(f".{dest.name}.extract-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    try:
+        for archive in archives:
+            print(f"[extract] {archive}", file=sys.stderr, flush=True)
+            _extract_into(Path(archive), tmp)
+        fix_backslash_names(tmp)
+        if dest.exists():
+            shutil.rmtree(dest)
+        os.replace(tmp, dest)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return dest

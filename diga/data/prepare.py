@@ -1,0 +1,224 @@
+"""Preparation of an acquired dataset into the list-file layout that `diga.data.datasets` reads.
+
+A derived folder (never the user's dataset folder) with: the image folder(s) linked to the extracted tree,
+labels converted to uint8 trainId PNGs (255 = ignore) through the lookup tables of `diga.data.labels`, list
+files of 'image label' lines, manifest.json, and report.md / report.json with the validation of every pair:
+counts against the known totals, image/label size match, raw label ids in the dataset's range. Broken pairs
+are listed and skipped with a warning.
+
+- Cityscapes: gtFine/*_gtFine_labelIds.png (labelIds) -> 19 or 16 trainIds; lists/train.txt, lists/val.txt.
+- GTA5: labels/NNNNN.png are palette ('P') PNGs whose index is the Cityscapes labelId (read as indices, not
+  colours); lists/train.txt = the 18,111 ids the paper trains on, lists/train_full.txt = all usable ids.
+- SYNTHIA-RAND-CITYSCAPES: GT/LABELS/NNNNNNN.png are 16-bit 3-channel PNGs, class id in the first channel ->
+  16 trainIds; lists/train.txt.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from diga.atomic import atomic_dir
+from diga.data.labels import CITYSCAPES_LABEL_IDS, SYNTHIA_IDS, lookup_table
+from diga.data.png16 import read_png_channel
+
+MANIFEST_VERSION = 1
+
+# Known totals of the real datasets (checked, reported; a mismatch is a warning unless strict).
+EXPECTED_COUNTS = {
+    "cityscapes": {"train": 2975, "val": 500},
+    "gta5": {"train_full": 24966},
+    "synthia": {"train": 9400},
+}
+GTA5_TOTAL = 24966
+GTA5_KNOWN_UNUSABLE = 25  # 24,941 of 24,966 pairs are usable (missing or mismatched labels)
+# The ids of GTA5's 24,966 that the paper's 18,111-image list leaves out (inclusive ranges).
+GTA5_EXCLUDED_RANGES = (
+    "8166-9514 9768-9909 10108-10123 10217-10225 10235-10239 10244-10249 10372 10377-12017 12111-12567 "
+    "12577-12690 12703-12711 12742-12745 12827-14015 14062-14380 14516-14748 14844-15170 15188 15260-15420 15430 "
+    "15476-15479 15483-15487 15510-15514 15524 15534 15538-15547 15560-15627 15658-15713 15783-15982 16213-16279 "
+    "16642-16650 17197 17234 17429-17545 17605-17616 17690-17691 17705-17706 17718 17737-17740 17745-17746 "
+    "17775-17894 18102 18424 18478 18491 18495-18553 19068 19316-19317 19378-19397 19578 19729-19746 19827-19902 "
+    "19913 20089"
+)
+RAW_ID_RANGE = {"cityscapes": 33, "gta5": 33, "synthia": 22}  # largest raw id a valid label holds
+
+
+class PreparationError(RuntimeError):
+    """A dataset tree that cannot be prepared (wrong layout, nothing usable)."""
+
+
+def gta5_paper_ids() -> set[int]:
+    """The 18,111 GTA5 ids of the paper's training list: 1..24966 minus the excluded ranges."""
+    excluded: set[int] = set()
+    for item in GTA5_EXCLUDED_RANGES.split():
+        low, _, high = item.partition("-")
+        excluded.update(range(int(low), int(high or low) + 1))
+    return set(range(1, GTA5_TOTAL + 1)) - excluded
+
+
+@dataclass(frozen=True)
+class Pair:
+    split: str
+    image_rel: str       # relative to the prepared root (through the linked image folder)
+    image_abs: str
+    label_abs: str       # the raw label in the extracted tree
+    label_rel: str       # the converted label, relative to the prepared root
+
+
+def _read_raw_label(dataset: str, path: str) -> np.ndarray:
+    if dataset == "synthia":
+        return read_png_channel(path, 0)
+    with Image.open(path) as image:
+        if dataset == "gta5" and image.mode not in ("P", "L"):
+            raise ValueError(f"label mode {image.mode}, expected a palette PNG of labelIds")
+        if image.mode not in ("P", "L", "I", "I;16"):
+            raise ValueError(f"label mode {image.mode}, expected single-channel ids")
+        return np.asarray(image)
+
+
+def convert_pair(job: tuple[str, int, Pair, str]) -> dict:
+    """Validate one pair and write its trainId label; return its record (with 'problem' if broken)."""
+    dataset, num_classes, pair, out_root = job
+    record = {"split": pair.split, "image": pair.image_rel, "label": pair.label_rel}
+    try:
+        if not os.path.isfile(pair.image_abs):
+            raise ValueError("image missing")
+        if not os.path.isfile(pair.label_abs):
+            raise ValueError("label missing")
+        with Image.open(pair.image_abs) as image:
+            image_size = image.size
+            image.verify()
+        raw = _read_raw_label(dataset, pair.label_abs)
+        if raw.ndim != 2:
+            raise ValueError(f"label has shape {raw.shape}, expected a single channel")
+        if (raw.shape[1], raw.shape[0]) != image_size:
+            raise ValueError(f"label size {raw.shape[1]}x{raw.shape[0]} != image size {image_size[0]}x{image_size[1]}")
+        top = int(raw.max())
+        if top > RAW_ID_RANGE[dataset]:
+            raise ValueError(f"raw label id {top} is outside the dataset's ids 0..{RAW_ID_RANGE[dataset]}")
+        table = lookup_table(CITYSCAPES_LABEL_IDS if dataset != "synthia" else SYNTHIA_IDS, num_classes,
+                             size=max(256, top + 1))
+        out = Path(out_root) / pair.label_rel
+        out.parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(table[raw]).save(out, format="PNG")
+    except (OSError, ValueError, SyntaxError) as error:  # PIL raises SyntaxError for broken PNGs
+        record["problem"] = str(error)
+    return record
+
+
+def _cityscapes_pairs(tree: Path) -> list[Pair]:
+    pairs = []
+    for split in ("train", "val"):
+        for image in sorted((tree / "leftImg8bit" / split).glob("*/*_leftImg8bit.png")):
+            stem = image.name.removesuffix("_leftImg8bit.png")
+            city = image.parent.name
+            label = tree / "gtFine" / split / city / f"{stem}_gtFine_labelIds.png"
+            pairs.append(Pair(split, f"leftImg8bit/{split}/{city}/{image.name}", str(image), str(label),
+                              f"gtFine/{split}/{city}/{stem}_gtFine_labelTrainIds.png"))
+    return pairs
+
+
+def _numbered_pairs(tree: Path, image_dir: str, label_dir: str, link: str, split: str) -> list[Pair]:
+    images = {p.name for p in (tree / image_dir).glob("*.png")}
+    labels = {p.name for p in (tree / label_dir).glob("*.png")}
+    return [Pair(split, f"{link}/{name}", str(tree / image_dir / name), str(tree / label_dir / name),
+                 f"labels/{name}") for name in sorted(images | labels)]
+
+
+LAYOUTS: dict[str, tuple[Callable[[Path], list[Pair]], dict[str, str]]] = {
+    "cityscapes": (_cityscapes_pairs, {"leftImg8bit": "leftImg8bit"}),
+    "gta5": (lambda tree: _numbered_pairs(tree, "images", "labels", "images", "train_full"), {"images": "images"}),
+    "synthia": (lambda tree: _numbered_pairs(tree, "RGB", "GT/LABELS", "RGB", "train"), {"RGB": "RGB"}),
+}
+
+
+def _write_report(root: Path, dataset: str, counts: dict, expected: dict, broken: list[dict],
+                  warnings: list[str]) -> None:
+    (root / "report.json").write_text(json.dumps(
+        {"dataset": dataset, "counts": counts, "expected": expected, "broken": broken, "warnings": warnings},
+        indent=2) + "\n")
+    lines = [f"# {dataset}: preparation report", "", "| list | pairs | expected |", "|---|---|---|"]
+    lines += [f"| {name} | {count} | {expected.get(name, '–')} |" for name, count in counts.items()]
+    lines += ["", f"## Warnings ({len(warnings)})", ""] + [f"- {w}" for w in warnings]
+    lines += ["", f"## Broken pairs, skipped ({len(broken)})", ""]
+    lines += [f"- `{b['image']}`: {b['problem']}" for b in broken]
+    (root / "report.md").write_text("\n".join(lines) + "\n")
+
+
+def prepare(dataset: str, tree: str | Path, out: str | Path, num_classes: int, workers: int = 1,
+            strict_counts: bool = False) -> dict:
+    """Prepare one acquired dataset into `out` (replaced atomically); return the manifest."""
+    if dataset not in LAYOUTS:
+        raise PreparationError(f"unknown dataset {dataset!r}; known: {', '.join(LAYOUTS)}")
+    if dataset == "synthia" and num_classes != 16:
+        raise PreparationError("SYNTHIA has 16 classes: set data.num_classes: 16 for SYNTHIA -> Cityscapes")
+    tree = Path(tree).resolve()
+    find_pairs, links = LAYOUTS[dataset]
+    pairs = find_pairs(tree)
+    if not pairs:
+        raise PreparationError(f"{tree} holds no {dataset} image/label pairs; check the acquired folder")
+    with atomic_dir(out) as tmp:
+        for link, target in links.items():
+            os.symlink(tree / target, tmp / link, target_is_directory=True)
+        jobs = [(dataset, num_classes, pair, str(tmp)) for pair in pairs]
+        records = []
+        if workers > 1:
+            with ProcessPoolExecutor(workers) as pool:
+                for index, record in enumerate(pool.map(convert_pair, jobs, chunksize=16), start=1):
+                    records.append(record)
+                    if index % 500 == 0:
+                        print(f"[prepare {dataset}] {index}/{len(jobs)} pairs", file=sys.stderr, flush=True)
+        else:
+            records = [convert_pair(job) for job in jobs]
+        good = [r for r in records if "problem" not in r]
+        broken = [r for r in records if "problem" in r]
+        lists: dict[str, list[str]] = {}
+        for record in good:
+            lists.setdefault(record["split"], []).append(f"{record['image']} {record['label']}\n")
+        if dataset == "gta5":
+            paper = gta5_paper_ids()
+            lists["train"] = [line for line in lists.get("train_full", [])
+                              if int(Path(line.split()[0]).stem) in paper]
+        if not any(lists.values()):
+            raise PreparationError(f"{dataset}: every pair in {tree} is broken (see the problems below); the "
+                                   f"archives are probably wrong or truncated: {broken[:3]}")
+        found: dict[str, int] = {}
+        for record in records:
+            found[record["split"]] = found.get(record["split"], 0) + 1
+        warnings = []
+        expected = EXPECTED_COUNTS[dataset]
+        for split, total in expected.items():
+            if found.get(split, 0) != total:
+                warnings.append(f"{split}: {found.get(split, 0)} pairs found, the real dataset has {total}")
+        if dataset == "gta5" and found.get("train_full") == GTA5_TOTAL and len(broken) != GTA5_KNOWN_UNUSABLE:
+            warnings.append(f"{len(broken)} broken pairs, the known number is {GTA5_KNOWN_UNUSABLE}")
+        if broken:
+            warnings.append(f"{len(broken)} broken pair(s) skipped (listed below)")
+        (tmp / "lists").mkdir()
+        for name, lines in lists.items():
+            (tmp / "lists" / f"{name}.txt").write_text("".join(lines))
+        counts = {name: len(lines) for name, lines in lists.items()}
+        _write_report(tmp, dataset, counts, expected, broken, warnings)
+        for warning in warnings:
+            print(f"[prepare {dataset}] warning: {warning}", file=sys.stderr, flush=True)
+        for record in broken[:20]:
+            print(f"[prepare {dataset}] skipped {record['image']}: {record['problem']}", file=sys.stderr, flush=True)
+        if strict_counts and any("pairs found" in w for w in warnings):
+            raise PreparationError(f"{dataset}: counts differ from the real dataset ({'; '.join(warnings)}); the "
+                                   "archives are incomplete. Re-acquire them, or set datasets.strict_counts: false")
+        manifest = {
+            "dataset": dataset, "version": MANIFEST_VERSION, "num_classes": num_classes, "tree": str(tree),
+            "lists": {name: f"lists/{name}.txt" for name in lists}, "count": counts, "broken": len(broken),
+            "report": "report.md",
+        }
+        (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+    return manifest

@@ -1,0 +1,198 @@
+"""Small fake dataset archives with the real names and inner layouts, and a loopback HTTP server.
+
+- Cityscapes: gtFine_trainvaltest.zip (gtFine/<split>/<city>/<stem>_gtFine_labelIds.png) and
+  leftImg8bit_trainvaltest.zip (leftImg8bit/<split>/<city>/<stem>_leftImg8bit.png);
+- GTA5: 01_images.zip (images/NNNNN.png) and 01_labels.zip (labels/NNNNN.png, palette PNGs whose index is the
+  labelId and whose palette colours are NOT the ids), with broken pairs on request;
+- SYNTHIA: a zip of RAND_CITYSCAPES/{RGB,GT/LABELS}/NNNNNNN.png with 16-bit 3-channel labels (class id in the
+  first channel), optionally with Windows backslash member names.
+"""
+
+from __future__ import annotations
+
+import http.server
+import io
+import os
+import threading
+import zipfile
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from diga.data.png16 import write_png
+
+# A street layout in Cityscapes labelIds: sky, building, a car, road, sidewalk; and its SYNTHIA ids.
+LABEL_IDS = {"sky": 23, "building": 11, "car": 26, "road": 7, "sidewalk": 8, "unlabeled": 0}
+SYNTHIA_IDS = {"sky": 1, "building": 2, "car": 8, "road": 3, "sidewalk": 4, "unlabeled": 0}
+COLOURS = {"sky": (110, 170, 235), "building": (120, 110, 90), "car": (40, 60, 185), "road": (110, 100, 140),
+           "sidewalk": (200, 120, 200), "unlabeled": (0, 0, 0)}
+
+
+def layout(index: int, height: int, width: int) -> np.ndarray:
+    """An H x W array of class names' indices into LABEL_IDS' keys (a simple random street scene)."""
+    rng = np.random.default_rng(index)
+    names = list(LABEL_IDS)
+    out = np.full((height, width), names.index("road"))
+    horizon = int(height * rng.uniform(0.3, 0.5))
+    out[:horizon] = names.index("sky")
+    top = max(1, horizon - int(height * 0.2))
+    out[top:horizon + height // 8] = names.index("building")
+    out[int(height * 0.75):, : width // 5] = names.index("sidewalk")
+    x = int(rng.integers(0, width - width // 4))
+    out[horizon + 2:horizon + height // 4, x:x + width // 4] = names.index("car")
+    out[0, 0] = names.index("unlabeled")
+    return out
+
+
+def render(classes: np.ndarray, index: int, shift: bool) -> np.ndarray:
+    rng = np.random.default_rng(1000 + index)
+    table = np.array([COLOURS[n] for n in LABEL_IDS], dtype=np.float64)
+    if shift:
+        table = table[:, ::-1] * 0.8 + 20
+    image = table[classes] + rng.normal(0, 6, size=(*classes.shape, 3))
+    return np.clip(image, 0, 255).astype(np.uint8)
+
+
+def ids_of(classes: np.ndarray, table: dict[str, int]) -> np.ndarray:
+    return np.array([table[n] for n in LABEL_IDS])[classes]
+
+
+def png_bytes(array: np.ndarray, mode: str | None = None, palette: list[int] | None = None) -> bytes:
+    image = Image.fromarray(array, mode=mode) if mode else Image.fromarray(array)
+    if palette is not None:
+        image.putpalette(palette)
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def gta_palette() -> list[int]:
+    """A palette whose colour for index i is not (i, i, i): reading colours instead of indices fails the tests."""
+    return [(i * 37 + c * 91) % 256 for i in range(256) for c in range(3)]
+
+
+def make_cityscapes(folder: Path, cities: dict[str, dict[str, int]] | None = None, height: int = 32,
+                    width: int = 64) -> list[Path]:
+    cities = cities or {"train": {"aachen": 4, "bochum": 2}, "val": {"frankfurt": 2, "lindau": 2}}
+    folder.mkdir(parents=True, exist_ok=True)
+    gt, left = folder / "gtFine_trainvaltest.zip", folder / "leftImg8bit_trainvaltest.zip"
+    index = 0
+    with zipfile.ZipFile(gt, "w") as gt_zip, zipfile.ZipFile(left, "w") as left_zip:
+        gt_zip.writestr("README", "fake gtFine\n")
+        left_zip.writestr("license.txt", "fake\n")
+        for split, per_city in cities.items():
+            for city, count in per_city.items():
+                for frame in range(count):
+                    stem = f"{city}_000000_{frame:06d}"
+                    classes = layout(index, height, width)
+                    gt_zip.writestr(f"gtFine/{split}/{city}/{stem}_gtFine_labelIds.png",
+                                    png_bytes(ids_of(classes, LABEL_IDS).astype(np.uint8)))
+                    left_zip.writestr(f"leftImg8bit/{split}/{city}/{stem}_leftImg8bit.png",
+                                      png_bytes(render(classes, index, shift=True)))
+                    index += 1
+    return [gt, left]
+
+
+def make_gta5(folder: Path, ids: list[int], broken: dict[int, str] | None = None, height: int = 32,
+              width: int = 64) -> list[Path]:
+    """01_images.zip / 01_labels.zip; broken: id -> 'size' (label of another size), 'missing' (no label),
+    'rgb' (an RGB label instead of a palette one)."""
+    broken = broken or {}
+    folder.mkdir(parents=True, exist_ok=True)
+    images, labels = folder / "01_images.zip", folder / "01_labels.zip"
+    with zipfile.ZipFile(images, "w") as image_zip, zipfile.ZipFile(labels, "w") as label_zip:
+        for number in ids:
+            classes = layout(number, height, width)
+            image_zip.writestr(f"images/{number:05d}.png", png_bytes(render(classes, number, shift=False)))
+            ids_map = ids_of(classes, LABEL_IDS).astype(np.uint8)
+            problem = broken.get(number)
+            if problem == "missing":
+                continue
+            if problem == "size":
+                ids_map = ids_map[: height // 2]
+            if problem == "rgb":
+                label_zip.writestr(f"labels/{number:05d}.png", png_bytes(np.dstack([ids_map] * 3)))
+            else:
+                label_zip.writestr(f"labels/{number:05d}.png", png_bytes(ids_map, "P", gta_palette()))
+    return [images, labels]
+
+
+def make_synthia(folder: Path, count: int, backslash: bool = False, height: int = 38, width: int = 64) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    archive = folder / "SYNTHIA_RAND_CITYSCAPES.zip"
+    sep = "\\" if backslash else "/"
+    scratch = folder / ".scratch.png"
+    with zipfile.ZipFile(archive, "w") as handle:
+        for number in range(count):
+            classes = layout(number, height, width)
+            ids = ids_of(classes, SYNTHIA_IDS).astype(np.uint16)
+            instance = np.random.default_rng(number).integers(0, 60000, size=ids.shape).astype(np.uint16)
+            write_png(scratch, np.dstack([ids, instance, instance // 2]))
+            name = f"{number:07d}.png"
+            handle.writestr(sep.join(["RAND_CITYSCAPES", "GT", "LABELS", name]), scratch.read_bytes())
+            handle.writestr(sep.join(["RAND_CITYSCAPES", "RGB", name]), png_bytes(render(classes, number, False)))
+    scratch.unlink()
+    return archive
+
+
+class _Handler(http.server.BaseHTTPRequestHandler):
+    """GET with Range support; the first request for a file in `cut` sends half the body and closes."""
+
+    root: Path
+    cut: set[str]
+    log: list[tuple[str, str | None]]
+
+    def do_GET(self):  # noqa: N802 (http.server's name)
+        name = self.path.lstrip("/")
+        path = self.root / name
+        self.log.append((name, self.headers.get("Range")))
+        if not path.is_file():
+            self.send_error(404)
+            return
+        data = path.read_bytes()
+        start = 0
+        header = self.headers.get("Range")
+        if header:
+            start = int(header.removeprefix("bytes=").split("-")[0])
+            self.send_response(206)
+            self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
+        else:
+            self.send_response(200)
+        body = data[start:]
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        if name in self.cut:
+            self.cut.discard(name)
+            self.wfile.write(body[: len(body) // 2])
+            self.wfile.flush()
+            self.close_connection = True
+            return
+        self.wfile.write(body)
+
+    def log_message(self, *args):  # keep test output quiet
+        pass
+
+
+@contextmanager
+def serve(root: Path, cut: set[str] | None = None):
+    """Serve `root` on 127.0.0.1 (a free port) in a thread; yield (base URL, request log); stop on exit."""
+    handler = type("Handler", (_Handler,), {"root": root, "cut": set(cut or ()), "log": []})
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/", handler.log
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
+
+
+def corrupt_one_byte(path: Path, offset: int | None = None) -> None:
+    data = bytearray(path.read_bytes())
+    where = len(data) // 2 if offset is None else offset
+    data[where] ^= 0xFF
+    path.write_bytes(bytes(data))
+    os.utime(path)

@@ -1,0 +1,317 @@
+"""Real-dataset acquisition and preparation on small fake archives with the real names and layouts."""
+
+from __future__ import annotations
+
+import json
+import tarfile
+import tempfile
+import zipfile
+
+import numpy as np
+import pytest
+import torch
+from fakedata import corrupt_one_byte, gta_palette, make_cityscapes, make_gta5, make_synthia, png_bytes, serve
+from PIL import Image
+
+from diga.data.archives import (
+    ArchiveError,
+    ChecksumError,
+    DownloadError,
+    download,
+    extract,
+    rar_extractor,
+    sha256_file,
+    verify_sha256,
+)
+from diga.data.datasets import SegmentationList
+from diga.data.ingest import AcquisitionError, acquire
+from diga.data.labels import CITYSCAPES_LABEL_IDS, SYNTHIA_IDS, class_names, lookup_table
+from diga.data.png16 import decode_png, read_png_channel, write_png
+from diga.data.prepare import gta5_paper_ids, prepare
+from diga.infer.evaluate import metrics_from_confusion
+from diga.method.losses import cross_entropy, ohem_cross_entropy
+
+
+def spec(**overrides) -> dict:
+    base = {"way": "archives", "folder": None, "archive_dir": None, "archive_names": None, "url": None,
+            "sha256": {}, "retries": 3}
+    return {**base, **overrides}
+
+
+# ------------------------------------------------------------------------------------------ checksums, download
+
+
+def test_a_corrupted_byte_fails_the_checksum(tmp_path):
+    archive = make_cityscapes(tmp_path)[0]
+    good = sha256_file(archive)
+    assert verify_sha256(archive, good) == good
+    corrupt_one_byte(archive)
+    with pytest.raises(ChecksumError, match="gtFine_trainvaltest.zip.*download it again"):
+        verify_sha256(archive, good)
+
+
+def test_download_resumes_after_a_cut_connection(tmp_path):
+    served = tmp_path / "server"
+    archives = make_gta5(served, [1, 2, 3])
+    with serve(served, cut={"01_images.zip"}) as (url, log):
+        out = download(url + "01_images.zip", tmp_path / "dl" / "01_images.zip", backoff=0.01, progress=False)
+    assert sha256_file(out) == sha256_file(archives[0])
+    assert not (tmp_path / "dl" / "01_images.zip.part").exists()
+    ranges = [r for name, r in log if name == "01_images.zip"]
+    assert ranges[0] is None and ranges[1] is not None and int(ranges[1].split("=")[1].split("-")[0]) > 0
+
+
+def test_download_gives_up_with_a_clear_message(tmp_path):
+    with serve(tmp_path) as (url, _):
+        with pytest.raises(DownloadError, match="HTTP 404"):
+            download(url + "missing.zip", tmp_path / "missing.zip", retries=1, backoff=0.01, progress=False)
+
+
+# ------------------------------------------------------------------------------------------ extraction
+
+
+def test_zip_and_tar_extract_into_place(tmp_path):
+    zips = make_gta5(tmp_path / "a", [1, 2])
+    tar_path = tmp_path / "a" / "labels.tar.gz"
+    with zipfile.ZipFile(zips[1]) as handle:
+        handle.extractall(tmp_path / "x")
+    with tarfile.open(tar_path, "w:gz") as handle:
+        handle.add(tmp_path / "x" / "labels", arcname="labels")
+    dest = extract([zips[0], tar_path], tmp_path / "out")
+    assert sorted(p.name for p in (dest / "images").iterdir()) == ["00001.png", "00002.png"]
+    assert sorted(p.name for p in (dest / "labels").iterdir()) == ["00001.png", "00002.png"]
+    assert not list(tmp_path.glob(".out.extract-*"))  # the temporary folder was renamed away
+
+
+def test_a_truncated_archive_stops_naming_the_file(tmp_path):
+    archive = make_gta5(tmp_path, [1, 2])[0]
+    archive.write_bytes(archive.read_bytes()[: archive.stat().st_size // 2])
+    with pytest.raises(ArchiveError, match="01_images.zip.*truncated"):
+        extract([archive], tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
+def test_backslash_member_names_become_folders(tmp_path):
+    archive = make_synthia(tmp_path, 2, backslash=True)
+    dest = extract([archive], tmp_path / "out")
+    assert (dest / "RAND_CITYSCAPES" / "RGB" / "0000001.png").is_file()
+    assert (dest / "RAND_CITYSCAPES" / "GT" / "LABELS" / "0000000.png").is_file()
+    assert not [p for p in dest.rglob("*") if "\\" in p.name]
+
+
+def test_rar_goes_through_a_debian_extractor(tmp_path, monkeypatch):
+    fake = tmp_path / "SYNTHIA_RAND_CITYSCAPES.rar"
+    fake.write_bytes(b"Rar!\x1a\x07\x00 not really")
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    with pytest.raises(ArchiveError, match="libarchive-tools"):
+        extract([fake], tmp_path / "out")
+    monkeypatch.undo()
+    if rar_extractor() is None:
+        print("skipping real RAR extraction: neither bsdtar nor unar is installed")
+        pytest.skip("no RAR extractor (bsdtar/unar) installed; free tools cannot create .rar test files anyway")
+    with pytest.raises(ArchiveError, match="SYNTHIA_RAND_CITYSCAPES.rar"):  # a broken rar names the file
+        extract([fake], tmp_path / "out")
+    # Free tools cannot write RAR; bsdtar and unar detect the format from the content, so a zip named .rar
+    # checks the extractor call and the backslash names (not RAR decoding itself).
+    disguised = make_synthia(tmp_path / "z", 2, backslash=True).rename(tmp_path / "z" / "SYNTHIA_RAND_CITYSCAPES.rar")
+    dest = extract([disguised], tmp_path / "out")
+    assert (dest / "RAND_CITYSCAPES" / "GT" / "LABELS" / "0000001.png").is_file()
+    assert not [p for p in dest.rglob("*") if "\\" in p.name]
+
+
+# ------------------------------------------------------------------------------------------ label conversion
+
+
+def test_lookup_tables_map_known_ids():
+    city19, city16 = lookup_table(CITYSCAPES_LABEL_IDS, 19), lookup_table(CITYSCAPES_LABEL_IDS, 16)
+    assert city19[[7, 8, 11, 22, 26, 27, 31, 33, 0, 1, 255]].tolist() == [0, 1, 2, 9, 13, 14, 16, 18, 255, 255, 255]
+    assert city16[[7, 22, 23, 26, 27, 28, 31, 33]].tolist() == [0, 255, 9, 12, 255, 13, 255, 15]
+    synthia = lookup_table(SYNTHIA_IDS, 16)
+    assert synthia[[3, 4, 2, 21, 1, 8, 19, 11, 0, 13]].tolist() == [0, 1, 2, 3, 9, 12, 13, 15, 255, 255]
+    assert class_names(16)[12] == "car" and len(class_names(16)) == 16
+
+
+@pytest.mark.parametrize("filter_type", [0, 1, 2, 3, 4])
+def test_png16_round_trip_and_first_channel(filter_type):
+    from diga.data.png16 import _pillow_16bit
+
+    rng = np.random.default_rng(filter_type)
+    array = rng.integers(0, 65535, size=(5, 7, 3)).astype(np.uint16)
+    array[:2] = rng.integers(0, 300, size=(2, 7, 3))  # SYNTHIA-like small ids, some above one byte
+    with tempfile.TemporaryDirectory() as folder:
+        write_png(f"{folder}/a.png", array, filter_type)
+        assert (decode_png(f"{folder}/a.png") == array).all()
+        assert (_pillow_16bit(f"{folder}/a.png") == array).all()
+        assert (read_png_channel(f"{folder}/a.png", 0) == array[:, :, 0]).all()
+        Image.fromarray(array[:, :, 0].astype(np.uint8)).save(f"{folder}/gray8.png")
+        assert _pillow_16bit(f"{folder}/gray8.png") is None  # only 16-bit colour PNGs take that path
+        smooth = np.add.outer(np.arange(9), np.arange(11)).astype(np.uint8) * 9
+        Image.fromarray(np.dstack([smooth, smooth, 255 - smooth])).save(
+            f"{folder}/b.png")  # Pillow chooses the row filters (Sub/Up/Average/Paeth)
+        assert (decode_png(f"{folder}/b.png")[:, :, 2] == 255 - smooth).all()
+
+
+def _tree(tmp_path, name, archives):
+    receipt = acquire(name, spec(archive_dir=str(archives[0].parent), archive_names=[a.name for a in archives]),
+                      tmp_path / "resources", tmp_path / "resources" / "raw" / f"{name}.json", progress=False)
+    return receipt["tree"]
+
+
+def test_hand_made_labels_convert_to_known_train_ids(tmp_path):
+    # GTA5: a palette label whose palette colours are unrelated to the ids; read as indices.
+    ids = np.array([[7, 8, 11, 26], [33, 0, 22, 31]], dtype=np.uint8)
+    gta = tmp_path / "gta" / "GTA5"
+    (gta / "images").mkdir(parents=True)
+    (gta / "labels").mkdir()
+    Image.fromarray(np.zeros((2, 4, 3), np.uint8)).save(gta / "images" / "00001.png")
+    (gta / "labels" / "00001.png").write_bytes(png_bytes(ids, "P", gta_palette()))
+    prepare("gta5", gta, tmp_path / "gta5", 19)
+    out = np.asarray(Image.open(tmp_path / "gta5" / "labels" / "00001.png"))
+    assert out.tolist() == [[0, 1, 2, 13], [18, 255, 9, 16]]
+    # SYNTHIA: 16-bit, 3 channels, class id in the first one; the others hold large instance values.
+    syn = tmp_path / "syn" / "RAND_CITYSCAPES"
+    (syn / "RGB").mkdir(parents=True)
+    (syn / "GT" / "LABELS").mkdir(parents=True)
+    Image.fromarray(np.zeros((2, 3, 3), np.uint8)).save(syn / "RGB" / "0000000.png")
+    raw = np.array([[3, 1, 8], [21, 0, 11]], dtype=np.uint16)
+    write_png(syn / "GT" / "LABELS" / "0000000.png", np.dstack([raw, raw + 60000, raw + 300]))
+    prepare("synthia", syn, tmp_path / "synthia", 16)
+    out = np.asarray(Image.open(tmp_path / "synthia" / "labels" / "0000000.png"))
+    assert out.tolist() == [[0, 9, 12], [3, 255, 15]]
+
+
+def test_cityscapes_prepares_lists_for_19_and_16_classes(tmp_path):
+    tree = _tree(tmp_path, "cityscapes", make_cityscapes(tmp_path / "archives"))
+    for classes, folder in ((19, "cityscapes"), (16, "cityscapes16")):
+        manifest = prepare("cityscapes", tree, tmp_path / "resources" / folder, classes)
+        assert manifest["count"] == {"train": 6, "val": 4} and manifest["broken"] == 0
+        root = tmp_path / "resources" / folder
+        val = SegmentationList(root, "lists/val.txt", classes)
+        item = val[0]
+        assert item["image"].shape == (3, 32, 64) and item["label"].shape == (32, 64)
+        car = class_names(classes).index("car")
+        assert car in item["label"].unique().tolist() and 255 in item["label"].unique().tolist()
+        assert (root / "leftImg8bit").is_symlink()  # images stay in the extracted tree
+        report = (root / "report.md").read_text()
+        assert "the real dataset has 2975" in report and "the real dataset has 500" in report
+
+
+def test_gta5_lists_and_broken_pair_report(tmp_path):
+    ids = [1, 2, 3, 4, 5, 8166, 20090]
+    archives = make_gta5(tmp_path / "archives", ids, broken={3: "size", 4: "missing", 5: "rgb"})
+    tree = _tree(tmp_path, "gta5", archives)
+    manifest = prepare("gta5", tree, tmp_path / "resources" / "gta5", 19, workers=2)
+    root = tmp_path / "resources" / "gta5"
+    full = (root / "lists" / "train_full.txt").read_text().split("\n")
+    paper = (root / "lists" / "train.txt").read_text().split("\n")
+    assert [line.split()[0] for line in full if line] == ["images/00001.png", "images/00002.png",
+                                                         "images/08166.png", "images/20090.png"]
+    assert [line.split()[0] for line in paper if line] == ["images/00001.png", "images/00002.png",
+                                                          "images/20090.png"]  # 8166 is not in the 18,111
+    assert manifest["broken"] == 3 and manifest["count"] == {"train_full": 4, "train": 3}
+    report = json.loads((root / "report.json").read_text())
+    problems = {b["image"]: b["problem"] for b in report["broken"]}
+    assert "size" in problems["images/00003.png"] and "missing" in problems["images/00004.png"]
+    assert "palette" in problems["images/00005.png"]
+    assert "images/00003.png" in (root / "report.md").read_text()
+    assert len(gta5_paper_ids()) == 18111
+
+
+def test_acquire_records_then_checks_the_sha256(tmp_path):
+    archives = make_cityscapes(tmp_path / "archives")
+    data_root = tmp_path / "resources"
+    acquire("cityscapes", spec(archive_dir=str(tmp_path / "archives")), data_root, data_root / "raw" / "c.json",
+            progress=False)
+    recorded = json.loads((data_root / "raw" / "cityscapes.sha256.json").read_text())
+    assert recorded["gtFine_trainvaltest.zip"] == sha256_file(archives[0])
+    corrupt_one_byte(archives[1])
+    with pytest.raises(ChecksumError, match="leftImg8bit_trainvaltest.zip"):
+        acquire("cityscapes", spec(archive_dir=str(tmp_path / "archives")), data_root, data_root / "raw" / "c.json",
+                progress=False)
+
+
+def test_configured_sha256_is_checked_before_extraction(tmp_path):
+    archives = make_gta5(tmp_path / "archives", [1])
+    wrong = {archives[0].name: "0" * 64}
+    with pytest.raises(ChecksumError, match="01_images.zip"):
+        acquire("gta5", spec(archive_dir=str(tmp_path / "archives"), archive_names=[a.name for a in archives],
+                             sha256=wrong), tmp_path / "r", tmp_path / "r" / "raw" / "gta5.json", progress=False)
+    assert not (tmp_path / "r" / "raw" / "gta5").exists()
+
+
+def test_folder_way_uses_the_tree_in_place_and_missing_archives_say_what_to_do(tmp_path):
+    source = tmp_path / "mine"
+    make_synthia(tmp_path / "a", 2)
+    with zipfile.ZipFile(tmp_path / "a" / "SYNTHIA_RAND_CITYSCAPES.zip") as handle:
+        handle.extractall(source)
+    (source / "RAND_CITYSCAPES").chmod(0o555)
+    try:
+        receipt = acquire("synthia", spec(way="folder", folder=str(source)), tmp_path / "r",
+                          tmp_path / "r" / "raw" / "synthia.json", progress=False)
+        assert receipt["tree"] == str((source / "RAND_CITYSCAPES").resolve())
+        prepare("synthia", receipt["tree"], tmp_path / "r" / "synthia", 16)
+        assert sorted(p.name for p in (source / "RAND_CITYSCAPES").iterdir()) == ["GT", "RGB"]
+    finally:
+        (source / "RAND_CITYSCAPES").chmod(0o755)
+    with pytest.raises(AcquisitionError, match="01_images.zip.*tu-darmstadt"):
+        acquire("gta5", spec(archive_dir=str(tmp_path / "none")), tmp_path / "r", tmp_path / "r" / "x.json")
+    with pytest.raises(AcquisitionError, match="csDownload"):
+        acquire("cityscapes", spec(way="download", archive_dir=str(tmp_path / "none")), tmp_path / "r",
+                tmp_path / "r" / "x.json")
+
+
+def test_download_way_fetches_checks_and_extracts(tmp_path):
+    served = tmp_path / "server"
+    make_gta5(served, [1, 2])
+    with serve(served, cut={"01_labels.zip"}) as (url, _):
+        receipt = acquire("gta5", spec(way="download", url=url, archive_names=["01_images.zip", "01_labels.zip"],
+                                       archive_dir=str(tmp_path / "downloads")),
+                          tmp_path / "r", tmp_path / "r" / "raw" / "gta5.json", progress=False)
+    assert set(receipt["archives"]) == {"01_images.zip", "01_labels.zip"}
+    assert (tmp_path / "r" / "raw" / "gta5" / "labels" / "00002.png").is_file()
+
+
+# ------------------------------------------------------------------------------------------ protocol pieces
+
+
+def test_ohem_keeps_the_hard_pixels_only():
+    labels = torch.zeros(1, 1, 4, dtype=torch.long)
+    logits = torch.zeros(1, 2, 1, 4)
+    logits[0, 0, 0] = torch.tensor([10.0, 10.0, 0.0, -2.0])  # two easy pixels, two hard ones
+    per_pixel = torch.nn.functional.cross_entropy(logits, labels, reduction="none").flatten()
+    assert ohem_cross_entropy(logits, labels, 0.7, 1).item() == pytest.approx(per_pixel[2:].mean().item())
+    # min_kept above the number of hard pixels keeps the min_kept hardest ones
+    assert ohem_cross_entropy(logits, labels, 0.0, 2).item() == pytest.approx(per_pixel[2:].mean().item(), rel=1e-5)
+    ignored = torch.full_like(labels, 255)
+    assert ohem_cross_entropy(logits, ignored).item() == 0.0 == cross_entropy(logits, ignored).item()
+
+
+def test_16_class_metrics_report_miou13():
+    confusion = np.diag(np.arange(1, 17)).astype(float)
+    wall, fence, pole = (class_names(16).index(n) for n in ("wall", "fence", "pole"))
+    for c in (wall, fence, pole):
+        confusion[c, c], confusion[c, 0] = 0, 5
+    metrics = metrics_from_confusion(confusion)
+    assert list(metrics["per_class_iou"]) == list(class_names(16))
+    assert metrics["per_class_iou"]["wall"] == 0.0 and metrics["miou13"] > metrics["miou"]
+    assert "miou13" not in metrics_from_confusion(np.eye(19))
+
+
+def test_crop_filter_redraws_crops_with_too_few_classes():
+    from diga.data.transforms import crop_has_enough_classes, filtered_crop
+
+    assert crop_has_enough_classes(torch.tensor([[0, 1, 2, 3]] * 4))
+    assert crop_has_enough_classes(torch.tensor([[0, 0, 1, 1]] * 4))
+    assert not crop_has_enough_classes(torch.tensor([[0, 0, 255, 255]] * 4))
+    assert not crop_has_enough_classes(torch.zeros(4, 4, dtype=torch.long))
+    label = torch.zeros(40, 40, dtype=torch.long)
+    label[:, 30:] = torch.arange(3).repeat_interleave(4)[None, :10]  # the classes sit in a right-hand strip
+    item = {"image": torch.rand(3, 40, 40), "label": label}
+    unfiltered = [filtered_crop(item, (8, 8), (1.0, 1.0), torch.Generator().manual_seed(s), 1) for s in range(40)]
+    filtered = [filtered_crop(item, (8, 8), (1.0, 1.0), torch.Generator().manual_seed(s), 5) for s in range(40)]
+    rate = [sum(crop_has_enough_classes(c["label"]) for c in crops) for crops in (unfiltered, filtered)]
+    assert rate[1] > rate[0]
+    no_labels = {"image": item["image"], "label": torch.full((40, 40), 255)}
+    a = filtered_crop(no_labels, (8, 8), (1.0, 1.0), torch.Generator().manual_seed(0), 5)["image"]
+    b = filtered_crop(no_labels, (8, 8), (1.0, 1.0), torch.Generator().manual_seed(0), 1)["image"]
+    assert torch.equal(a, b)  # unlabelled (target) crops are never redrawn
