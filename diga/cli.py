@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from diga import config as config_module
+from diga.train.stop import TrainingInterrupted
 
 
 def _common(parser: argparse.ArgumentParser, seed: bool = True) -> None:
@@ -124,6 +125,11 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         run(args)
+    except TrainingInterrupted as stopped:
+        # SIGTERM (Slurm's time limit, preemption, scancel): a checkpoint is saved; a non-zero status makes
+        # Snakemake retry the job (--retries), and the rerun resumes from the checkpoint.
+        print(f"diga {args.command}: {stopped}", file=sys.stderr)
+        return stopped.exit_code
     except (config_module.ConfigError, FileNotFoundError, ValueError, RuntimeError) as error:
         # Known failure modes carry their own fix in the message; no traceback noise.
         print(f"diga {args.command}: error: {error}", file=sys.stderr)

@@ -12,6 +12,7 @@ from diga.train.common import (
     save_segmenter,
     seed_stage,
     source_train,
+    stage_resume,
     target_train,
     upsample,
 )
@@ -39,6 +40,9 @@ def train_supervised(settings: dict, seed: int, stage: str, out_dir: Path) -> No
         logits = upsample(model(batch["image"]).logits, batch["label"].shape[-2:])
         return {"ce": cross_entropy(logits, batch["label"])}, {}
 
+    resume = stage_resume(settings, out_dir, stage, seed,
+                          {"model": model, "optimizer": optimizer, "stream": stream, "generator": generator})
     run_training(stage, step, optimizer, stage_cfg["iterations"], settings["optim"]["poly_power"],
-                 settings["train"]["log_every"], out_dir / "train_log.csv")
+                 settings["train"]["log_every"], out_dir / "train_log.csv", resume)
     save_segmenter(out_dir / "model.pt", stage, settings, model, None, {"seed": seed})
+    resume.finish()

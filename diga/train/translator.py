@@ -17,7 +17,7 @@ from PIL import Image
 from diga.atomic import atomic_path, save_torch
 from diga.models.translator import MultiScaleDiscriminator, build_generator
 from diga.provenance import provenance
-from diga.train.common import batches, device_for, seed_stage, source_train, target_train
+from diga.train.common import batches, device_for, seed_stage, source_train, stage_resume, target_train
 from diga.train.loop import run_training
 
 # 5x5 Laplacian: marks label boundaries for the semantic-edge loss.
@@ -111,11 +111,15 @@ def train_translator(settings: dict, seed: int, out_dir: Path) -> None:
             terms["perceptual"] = cfg["perceptual_weight"] * (perceptual(fake_t, x_s) + perceptual(fake_s, x_t))
         return terms, {"dis": dis_loss.item()}
 
+    resume = stage_resume(settings, out_dir, "translator", seed, {
+        "s2t": s2t, "t2s": t2s, "dis_target": dis_target, "dis_source": dis_source, "opt_gen": opt_gen,
+        "opt_dis": opt_dis, "source": source, "target": target, "generator": generator})
     run_training("translator", step, opt_gen, cfg["iterations"], 0.9, settings["train"]["log_every"],
-                 out_dir / "train_log.csv")
+                 out_dir / "train_log.csv", resume)
     save_torch(out_dir / "translator.pt", {
         "translator_config": cfg, "source_to_target": s2t.state_dict(), "provenance": provenance(settings)})
     save_examples(s2t.eval(), source_train(settings), out_dir / "examples.png", device)
+    resume.finish()
 
 
 @torch.no_grad()

@@ -20,6 +20,7 @@ from diga.train.common import (
     save_segmenter,
     seed_stage,
     source_train,
+    stage_resume,
     target_train,
     upsample,
 )
@@ -63,6 +64,11 @@ def train_warmup(settings: dict, seed: int, translator_path: Path, out_dir: Path
         distill = symmetric_distillation(s_clean, s_mixed, t_clean, t_mixed, cfg["reverse_scale"])
         return {"ce": cross_entropy(s_clean, labels), "skd": cfg["distill_weight"] * distill}, {}
 
+    state = {"student": student, "teacher": teacher, "optimizer": optimizer, "source": source, "generator": generator}
+    if target is not None:
+        state["target"] = target
+    resume = stage_resume(settings, out_dir, "warmup", seed, state, inputs=(translator_path,))
     run_training("warmup", step, optimizer, cfg["iterations"], settings["optim"]["poly_power"],
-                 settings["train"]["log_every"], out_dir / "train_log.csv")
+                 settings["train"]["log_every"], out_dir / "train_log.csv", resume)
     save_segmenter(out_dir / "model.pt", "warmup", settings, student, teacher, {"seed": seed})
+    resume.finish()
