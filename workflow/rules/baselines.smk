@@ -12,6 +12,8 @@ rule source_only:
         settings=job_settings("model", "optim", "train", stage="source_only"),
         out_dir=f"{RUN}/source_only",
     threads: 2
+    resources:
+        gpu=config["stages"]["source_only"]["gpus"],
     log:
         f"{LOGS}/source_only.log",
     benchmark:
@@ -32,6 +34,8 @@ rule oracle:
         settings=job_settings("model", "optim", "train", stage="oracle"),
         out_dir=f"{RUN}/oracle",
     threads: 2
+    resources:
+        gpu=config["stages"]["oracle"]["gpus"],
     log:
         f"{LOGS}/oracle.log",
     benchmark:

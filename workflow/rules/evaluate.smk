@@ -9,6 +9,8 @@ rule evaluate:
     params:
         settings=job_settings("evaluate"),
     threads: 1
+    resources:
+        gpu=1,
     log:
         f"{LOGS}/evaluate_{{stage}}.log",
     benchmark:

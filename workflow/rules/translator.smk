@@ -12,6 +12,8 @@ rule translator:
         settings=job_settings("translator", "train"),
         out_dir=f"{RUN}/translator",
     threads: 2
+    resources:
+        gpu=config["translator"]["gpus"],
     log:
         f"{LOGS}/translator.log",
     benchmark:

@@ -13,6 +13,8 @@ rule warmup:
         settings=job_settings("model", "optim", "ema", "augment", "train", stage="warmup"),
         out_dir=f"{RUN}/warmup",
     threads: 2
+    resources:
+        gpu=config["stages"]["warmup"]["gpus"],
     log:
         f"{LOGS}/warmup.log",
     benchmark:
