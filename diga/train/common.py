@@ -19,6 +19,7 @@ from diga.data.transforms import random_scale_crop_flip
 from diga.models.deeplabv2 import DeepLabV2, build_segmenter
 from diga.models.translator import Generator, build_generator
 from diga.provenance import provenance
+from diga.train import distributed
 from diga.train.resume import RESUME_FILE, Resume, fingerprint
 
 # Fixed stream ids: each stage gets its own reproducible random stream for a given seed.
@@ -26,9 +27,15 @@ STAGE_STREAMS = {"translator": 1, "source_only": 2, "warmup": 3, "oracle": 4, "s
 
 
 def seed_stage(seed: int, stage: str, round_index: int = 0) -> torch.Generator:
-    """Seed torch's global RNG (weight init, dropout) and return a generator for data and mixing."""
-    state = np.random.SeedSequence([seed, STAGE_STREAMS[stage], round_index]).generate_state(2)
+    """Seed torch's global RNG (weight init, dropout) and return a generator for data and mixing.
+
+    With several processes, the weights start the same everywhere and each process > 0 draws its own data.
+    """
+    entropy = [seed, STAGE_STREAMS[stage], round_index]
+    state = np.random.SeedSequence(entropy).generate_state(2)
     torch.manual_seed(int(state[0]))
+    if distributed.rank() > 0:
+        state = np.random.SeedSequence([*entropy, distributed.rank()]).generate_state(2)
     generator = torch.Generator()
     generator.manual_seed(int(state[1]))
     return generator
@@ -36,6 +43,8 @@ def seed_stage(seed: int, stage: str, round_index: int = 0) -> torch.Generator:
 
 def device_for(settings: dict) -> torch.device:
     wanted = settings["train"]["device"]
+    if wanted in ("auto", "cuda") and distributed.launched() and torch.cuda.is_available():
+        return torch.device("cuda", distributed.local_rank())  # one GPU per process
     if wanted == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if wanted == "cuda" and not torch.cuda.is_available():

@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from diga.atomic import write_text
+from diga.train import distributed
 from diga.train.resume import Resume
 from diga.train.stop import TrainingInterrupted, stop_on_signals
 
@@ -86,12 +87,15 @@ def run_training(name: str, step: StepFn, optimizer: torch.optim.Optimizer, iter
 
     With `resume`, training starts from its newest checkpoint (if one matches), saves one every `resume.every`
     iterations, and on SIGTERM/SIGUSR1 saves one after the current iteration and raises TrainingInterrupted.
+    With several processes (diga/train/distributed.py), gradients are averaged before each step, the logged losses
+    are the means over processes, and process 0 writes the log.
     """
     first, rows = 0, []
     if resume is not None and (restored := resume.load()) is not None:
         first, rows = restored
         print(f"[{name}] resumed from {resume.path} at iteration {first}/{iterations}", file=sys.stderr, flush=True)
     progress = Progress(name, iterations, log_every, first)
+    modules = resume.modules() if resume is not None else []
     try:
         with stop_on_signals() as stop:
             for iteration in range(first, iterations):
@@ -106,24 +110,29 @@ def run_training(name: str, step: StepFn, optimizer: torch.optim.Optimizer, iter
                     )
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
+                distributed.average_gradients(distributed.optimizer_params(optimizer))
                 optimizer.step()
-                row = {"iteration": iteration + 1, "loss": loss.item(), **{k: v.item() for k, v in terms.items()},
-                       "lr": lr, **stats}
+                distributed.broadcast_buffers(modules)
+                values = distributed.mean(torch.stack([loss.detach(), *(v.detach() for v in terms.values())]))
+                row = {"iteration": iteration + 1, "loss": values[0].item(),
+                       **{k: v.item() for k, v in zip(terms, values[1:], strict=True)}, "lr": lr, **stats}
                 rows.append(row)
-                progress.update(row)
+                if distributed.is_main():
+                    progress.update(row)
                 done = iteration + 1
-                if stop and done < iterations:
+                if distributed.any_process(bool(stop), loss.device) and done < iterations:
                     if resume is not None:
                         resume.save(done, rows)
                     where = f"saved {resume.path}" if resume is not None else "no checkpoint configured"
-                    raise TrainingInterrupted(
-                        f"{name}: stopped by signal {signal.Signals(stop.signal).name} after iteration "
-                        f"{done}/{iterations} ({where}); run the stage again to resume")
+                    by = signal.Signals(stop.signal).name if stop else "another process"
+                    raise TrainingInterrupted(f"{name}: stopped by {by} after iteration {done}/{iterations} ({where}); "
+                                              "run the stage again to resume")
                 if resume is not None and resume.due(done, iterations):
                     resume.save(done, rows)
     finally:
         progress.close()
-    write_csv(log_csv, rows)
+    if distributed.is_main():
+        write_csv(log_csv, rows)
     return rows
 
 

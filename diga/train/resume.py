@@ -25,6 +25,7 @@ import numpy as np
 import torch
 
 from diga.atomic import atomic_path
+from diga.train import distributed
 
 RESUME_FILE = "resume.pt"
 
@@ -83,14 +84,23 @@ class Resume:
     fingerprint: str
     saved_at: list[int] = field(default_factory=list)  # iterations checkpointed in this process (for tests/logs)
 
+    def _split(self) -> tuple[dict[str, Any], dict[str, Any]]:
+        """Modules and optimizers are the same in every process; streams, generators, tensors differ per process."""
+        shared = {n: o for n, o in self.objects.items() if isinstance(o, (torch.nn.Module, torch.optim.Optimizer))}
+        return shared, {n: o for n, o in self.objects.items() if n not in shared}
+
     def save(self, iteration: int, rows: list[dict[str, float]]) -> None:
-        payload = {"fingerprint": self.fingerprint, "iteration": iteration, "rows": rows, "rng": rng_states(),
-                   "objects": {name: _capture(obj) for name, obj in self.objects.items()}}
-        with atomic_path(self.path) as tmp:
-            with open(tmp, "wb") as handle:
-                torch.save(payload, handle)
-                handle.flush()
-                os.fsync(handle.fileno())
+        """Write a checkpoint (a collective call with several processes; process 0 writes the file)."""
+        shared, own = self._split()
+        ranks = distributed.gather({"rng": rng_states(), "objects": {n: _capture(o) for n, o in own.items()}})
+        if distributed.is_main():
+            payload = {"fingerprint": self.fingerprint, "iteration": iteration, "rows": rows, "ranks": ranks,
+                       "objects": {name: _capture(obj) for name, obj in shared.items()}}
+            with atomic_path(self.path) as tmp:
+                with open(tmp, "wb") as handle:
+                    torch.save(payload, handle)
+                    handle.flush()
+                    os.fsync(handle.fileno())
         self.saved_at.append(iteration)
 
     def load(self) -> tuple[int, list[dict[str, float]]] | None:
@@ -98,13 +108,20 @@ class Resume:
         if not self.path.is_file():
             return None
         payload = torch.load(self.path, map_location="cpu", weights_only=False)
-        if payload.get("fingerprint") != self.fingerprint:
+        if payload.get("fingerprint") != self.fingerprint or len(payload["ranks"]) != distributed.world_size():
             print(f"ignoring {self.path}: it was written with other settings or inputs", file=sys.stderr)
             return None
-        for name, obj in self.objects.items():
+        shared, own = self._split()
+        mine = payload["ranks"][distributed.rank()]
+        for name, obj in shared.items():
             _restore(obj, payload["objects"][name])
-        set_rng_states(payload["rng"])
+        for name, obj in own.items():
+            _restore(obj, mine["objects"][name])
+        set_rng_states(mine["rng"])
         return payload["iteration"], payload["rows"]
+
+    def modules(self) -> list[torch.nn.Module]:
+        return [obj for obj in self.objects.values() if isinstance(obj, torch.nn.Module)]
 
     def due(self, iteration: int, total: int) -> bool:
         """A periodic checkpoint after `iteration` iterations (none after the last: the outputs follow)."""
@@ -112,4 +129,5 @@ class Resume:
 
     def finish(self) -> None:
         """The stage's outputs are written: the checkpoint is no longer needed."""
-        self.path.unlink(missing_ok=True)
+        if distributed.is_main():
+            self.path.unlink(missing_ok=True)

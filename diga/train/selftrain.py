@@ -19,6 +19,7 @@ from diga.method.selection import (
     nearest_centroid_labels,
     update_centroids_ema,
 )
+from diga.train import distributed
 from diga.train.common import (
     batches,
     cross_entropy,
@@ -113,6 +114,7 @@ def train_selftrain(settings: dict, seed: int, round_index: int, init_path: Path
     resume = stage_resume(settings, out_dir, stage, seed, state, inputs)
     run_training(stage, step, optimizer, cfg["iterations"], settings["optim"]["poly_power"],
                  settings["train"]["log_every"], out_dir / "train_log.csv", resume)
-    save_segmenter(out_dir / "model.pt", stage, settings, student, teacher,
-                   {"seed": seed, "round": round_index, "centroids": online["centroids"].cpu()})
-    resume.finish()
+    if distributed.is_main():  # one process writes the outputs
+        save_segmenter(out_dir / "model.pt", stage, settings, student, teacher,
+                       {"seed": seed, "round": round_index, "centroids": online["centroids"].cpu()})
+        resume.finish()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from diga.train import distributed
 from diga.train.common import (
     batches,
     cross_entropy,
@@ -44,5 +45,6 @@ def train_supervised(settings: dict, seed: int, stage: str, out_dir: Path) -> No
                           {"model": model, "optimizer": optimizer, "stream": stream, "generator": generator})
     run_training(stage, step, optimizer, stage_cfg["iterations"], settings["optim"]["poly_power"],
                  settings["train"]["log_every"], out_dir / "train_log.csv", resume)
-    save_segmenter(out_dir / "model.pt", stage, settings, model, None, {"seed": seed})
-    resume.finish()
+    if distributed.is_main():  # one process writes the outputs
+        save_segmenter(out_dir / "model.pt", stage, settings, model, None, {"seed": seed})
+        resume.finish()

@@ -10,6 +10,7 @@ from diga.data.transforms import blend_augment
 from diga.method.distill import symmetric_distillation
 from diga.method.ema import ema_decay, update_teacher
 from diga.method.mixing import class_mix_mask, cross_domain_mixture
+from diga.train import distributed
 from diga.train.common import (
     batches,
     cross_entropy,
@@ -70,5 +71,6 @@ def train_warmup(settings: dict, seed: int, translator_path: Path, out_dir: Path
     resume = stage_resume(settings, out_dir, "warmup", seed, state, inputs=(translator_path,))
     run_training("warmup", step, optimizer, cfg["iterations"], settings["optim"]["poly_power"],
                  settings["train"]["log_every"], out_dir / "train_log.csv", resume)
-    save_segmenter(out_dir / "model.pt", "warmup", settings, student, teacher, {"seed": seed})
-    resume.finish()
+    if distributed.is_main():  # one process writes the outputs
+        save_segmenter(out_dir / "model.pt", "warmup", settings, student, teacher, {"seed": seed})
+        resume.finish()
