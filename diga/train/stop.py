@@ -1,5 +1,6 @@
 """Stopping training cleanly on a signal: Slurm sends SIGTERM at the time limit, on preemption and on scancel
-(then SIGKILL after KillWait, 30 s by default), and SIGUSR1 ahead of time with `--signal=B:USR1@<seconds>`."""
+(then SIGKILL after KillWait, 30 s by default), and SIGUSR1 ahead of time with `--signal=USR1@<seconds>`
+(`slurm_extra` in the profile; without `B:`, so that it reaches the job step where training runs)."""
 
 from __future__ import annotations
 
