@@ -162,6 +162,9 @@ def test_cancelled_training_job_resumes_with_identical_results(tmp_path):
     attempts = [job for job, rule in submitted_jobs(output) if rule == "source_only"]
     assert len(attempts) == 2 and attempts[0] == job_id, output[-4000:]
     assert slurm_job(job_id).get("JobState") == "CANCELLED"
+    # The resubmission is attempt 2: the profile's runtime and memory grow with the attempt.
+    first, second = slurm_job(attempts[0]), slurm_job(attempts[1])
+    assert (first.get("TimeLimit"), second.get("TimeLimit")) == ("00:10:00", "00:20:00")
     log = (cluster / "results" / "tiny" / "logs" / "seed0" / "source_only.log").read_text()
     resumed = re.search(r"resumed from \S+ at iteration (\d+)/100", log)
     assert resumed and 0 < int(resumed.group(1)) < 100, log[-2000:]
