@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
 from diga import config as config_module
+from diga.train.stop import TrainingInterrupted
 
 
 def _common(parser: argparse.ArgumentParser, seed: bool = True) -> None:
@@ -131,13 +133,35 @@ def _pairs(items: list[str]) -> dict[str, Path]:
     return pairs
 
 
-def run(args: argparse.Namespace) -> None:
+TRAINING_COMMANDS = ("translator", "source-only", "oracle", "warmup", "selftrain")
+
+
+def processes_for(command: str, settings: dict) -> int:
+    """How many processes (GPUs) a training command runs on: `gpus` in its config section."""
+    if command not in TRAINING_COMMANDS:
+        return 1
+    if command == "translator":
+        return settings["translator"]["gpus"]
+    return settings["stages"][command.replace("-", "_")]["gpus"]
+
+
+def run(args: argparse.Namespace, argv: list[str]) -> None:
+    settings = config_module.load(args.config)
+    command = args.command
+    processes = processes_for(command, settings)
+    if processes > 1:
+        from diga.train import distributed
+
+        if not distributed.launched():
+            # Re-run this very command under torchrun, one process per GPU; it takes over this process.
+            launch = distributed.relaunch_command(processes, argv)
+            print(f"diga {command}: {processes} processes: {' '.join(launch[:5])} ...", file=sys.stderr, flush=True)
+            os.execv(launch[0], launch)
+        distributed.init(settings["train"]["device"])
     if args.threads:
         import torch
 
         torch.set_num_threads(args.threads)
-    settings = config_module.load(args.config)
-    command = args.command
     if command == "make-toy":
         from diga.data.toycity import ToyCitySpec, write_toycity
 
@@ -212,13 +236,22 @@ def run(args: argparse.Namespace) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
     args = build_parser().parse_args(argv)
     try:
-        run(args)
+        run(args, argv)
+    except TrainingInterrupted as stopped:
+        # SIGTERM (Slurm's time limit, preemption, scancel): a checkpoint is saved; a non-zero status makes
+        # Snakemake retry the job (--retries), and the rerun resumes from the checkpoint.
+        print(f"diga {args.command}: {stopped}", file=sys.stderr)
+        return stopped.exit_code
     except (config_module.ConfigError, FileNotFoundError, ValueError, RuntimeError) as error:
         # Known failure modes carry their own fix in the message; no traceback noise.
         print(f"diga {args.command}: error: {error}", file=sys.stderr)
         return 1
+    finally:
+        if "diga.train.distributed" in sys.modules:  # leave the process group of a multi-process run
+            sys.modules["diga.train.distributed"].shutdown()
     return 0
 
 

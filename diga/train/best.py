@@ -15,6 +15,7 @@ from torch import nn
 
 from diga.infer.evaluate import confusion_on_val
 from diga.infer.metrics import mean_iou
+from diga.train import distributed
 from diga.train.common import save_segmenter
 
 
@@ -47,6 +48,14 @@ class BestOnVal:
               file=sys.stderr, flush=True)
         if miou > self.best:
             self.best = miou
-            save_segmenter(self.path, self.stage, self.settings, student, teacher,
-                           {**self.extra, "iteration": iteration, "val_miou": miou})
+            if distributed.is_main():  # one process writes the outputs
+                save_segmenter(self.path, self.stage, self.settings, student, teacher,
+                               {**self.extra, "iteration": iteration, "val_miou": miou})
         return {"val_miou": miou}
+
+    # The best score so far is training state: a resumed stage must not overwrite a better earlier checkpoint.
+    def state_dict(self) -> dict[str, float]:
+        return {"best": self.best}
+
+    def load_state_dict(self, state: dict[str, float]) -> None:
+        self.best = state["best"]

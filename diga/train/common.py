@@ -1,4 +1,4 @@
-"""What every stage needs: seeding, devices, batches, models from checkpoints, the translator, CE loss."""
+"""What every stage needs: seeding, devices, batches, checkpoints to resume, models, the translator, CE loss."""
 
 from __future__ import annotations
 
@@ -19,15 +19,23 @@ from diga.data.transforms import filtered_crop
 from diga.models.deeplabv2 import DeepLabV2, build_segmenter
 from diga.models.translator import Generator, build_generator
 from diga.provenance import provenance
+from diga.train import distributed
+from diga.train.resume import RESUME_FILE, Resume, fingerprint
 
 # Fixed stream ids: each stage gets its own reproducible random stream for a given seed.
 STAGE_STREAMS = {"translator": 1, "source_only": 2, "warmup": 3, "oracle": 4, "selftrain": 5}
 
 
 def seed_stage(seed: int, stage: str, round_index: int = 0) -> torch.Generator:
-    """Seed torch's global RNG (weight init, dropout) and return a generator for data and mixing."""
-    state = np.random.SeedSequence([seed, STAGE_STREAMS[stage], round_index]).generate_state(2)
+    """Seed torch's global RNG (weight init, dropout) and return a generator for data and mixing.
+
+    With several processes, the weights start the same everywhere and each process > 0 draws its own data.
+    """
+    entropy = [seed, STAGE_STREAMS[stage], round_index]
+    state = np.random.SeedSequence(entropy).generate_state(2)
     torch.manual_seed(int(state[0]))
+    if distributed.rank() > 0:
+        state = np.random.SeedSequence([*entropy, distributed.rank()]).generate_state(2)
     generator = torch.Generator()
     generator.manual_seed(int(state[1]))
     return generator
@@ -35,6 +43,8 @@ def seed_stage(seed: int, stage: str, round_index: int = 0) -> torch.Generator:
 
 def device_for(settings: dict) -> torch.device:
     wanted = settings["train"]["device"]
+    if wanted in ("auto", "cuda") and distributed.launched() and torch.cuda.is_available():
+        return torch.device("cuda", distributed.local_rank())  # one GPU per process
     if wanted == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if wanted == "cuda" and not torch.cuda.is_available():
@@ -59,19 +69,47 @@ def target_val(settings: dict) -> SegmentationList:
     return SegmentationList(data["target"]["root"], data["target"]["val_list"], data["num_classes"])
 
 
-def batches(dataset: SegmentationList, batch_size: int, settings: dict, generator: torch.Generator,
-            device: torch.device) -> Iterator[dict[str, torch.Tensor]]:
-    """An endless stream of augmented (rescale, crop, flip) batches in a seeded random order."""
-    crop, scale = tuple(settings["data"]["crop"]), tuple(settings["data"]["scale"])
-    order: list[int] = []
-    while True:
-        while len(order) < batch_size:
-            order += torch.randperm(len(dataset), generator=generator).tolist()
-        chosen, order = order[:batch_size], order[batch_size:]
-        tries = settings["data"]["crop_filter_tries"]
-        items = [filtered_crop(dataset[i], crop, scale, generator, tries) for i in chosen]
-        yield {key: torch.stack([item[key] for item in items]).to(device)
-               for key in items[0] if isinstance(items[0][key], torch.Tensor)}
+class BatchStream:
+    """An endless stream of augmented (rescale, crop, flip) batches in a seeded random order.
+
+    Its position (the rest of the current shuffled order) is saved by `state_dict`; the generator, often shared
+    with the stage's augmentation, is checkpointed by the stage itself.
+    """
+
+    def __init__(self, dataset: SegmentationList, batch_size: int, settings: dict, generator: torch.Generator,
+                 device: torch.device):
+        self.dataset, self.batch_size, self.generator, self.device = dataset, batch_size, generator, device
+        self.crop, self.scale = tuple(settings["data"]["crop"]), tuple(settings["data"]["scale"])
+        self.crop_filter_tries = settings["data"]["crop_filter_tries"]
+        self.order: list[int] = []
+
+    def __iter__(self) -> Iterator[dict[str, torch.Tensor]]:
+        return self
+
+    def __next__(self) -> dict[str, torch.Tensor]:
+        while len(self.order) < self.batch_size:
+            self.order += torch.randperm(len(self.dataset), generator=self.generator).tolist()
+        chosen, self.order = self.order[: self.batch_size], self.order[self.batch_size:]
+        items = [filtered_crop(self.dataset[i], self.crop, self.scale, self.generator, self.crop_filter_tries)
+                 for i in chosen]
+        return {key: torch.stack([item[key] for item in items]).to(self.device)
+                for key in items[0] if isinstance(items[0][key], torch.Tensor)}
+
+    def state_dict(self) -> dict[str, list[int]]:
+        return {"order": list(self.order)}
+
+    def load_state_dict(self, state: dict[str, list[int]]) -> None:
+        self.order = list(state["order"])
+
+
+batches = BatchStream  # the stages' name for it
+
+
+def stage_resume(settings: dict, out_dir: Path, stage: str, seed: int, objects: dict[str, Any],
+                 inputs: tuple[str | Path, ...] = ()) -> Resume:
+    """The checkpoint of a training stage: `<out_dir>/resume.pt`, every `train.checkpoint_every` iterations."""
+    return Resume(Path(out_dir) / RESUME_FILE, settings["train"]["checkpoint_every"], objects,
+                  fingerprint(settings, stage, seed, inputs))
 
 
 def upsample(logits: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:

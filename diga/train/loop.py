@@ -1,9 +1,10 @@
-"""The one training loop: SGD with a 10x head group, poly LR, NaN guard, CSV log and progress."""
+"""The one training loop: SGD with a 10x head group, poly LR, NaN guard, CSV log, progress, checkpoints."""
 
 from __future__ import annotations
 
 import csv
 import io
+import signal
 import sys
 import time
 from collections.abc import Callable
@@ -13,6 +14,9 @@ import torch
 from torch import nn
 
 from diga.atomic import write_text
+from diga.train import distributed
+from diga.train.resume import Resume
+from diga.train.stop import TrainingInterrupted, stop_on_signals
 
 # A step returns the loss terms (summed into the loss) and extra statistics (logged only).
 StepFn = Callable[[int], tuple[dict[str, torch.Tensor], dict[str, float]]]
@@ -49,14 +53,14 @@ def set_poly_lr(optimizer: torch.optim.Optimizer, iteration: int, total: int, po
 class Progress:
     """A tqdm bar with loss and ETA on a terminal; plain log lines every `every` iterations otherwise."""
 
-    def __init__(self, name: str, total: int, every: int):
-        self.name, self.total, self.every = name, total, every
+    def __init__(self, name: str, total: int, every: int, first: int = 0):
+        self.name, self.total, self.every, self.first = name, total, every, first
         self.start = time.monotonic()
         self.bar = None
         if sys.stderr.isatty():
             from tqdm import tqdm
 
-            self.bar = tqdm(total=total, desc=name, dynamic_ncols=True)
+            self.bar = tqdm(total=total, initial=first, desc=name, dynamic_ncols=True)
 
     def update(self, row: dict[str, float]) -> None:
         shown = {k: v for k, v in row.items() if k != "iteration"}
@@ -67,7 +71,7 @@ class Progress:
         iteration = int(row["iteration"])
         if iteration % self.every == 0 or iteration == self.total:
             elapsed = time.monotonic() - self.start
-            eta = elapsed / iteration * (self.total - iteration)
+            eta = elapsed / (iteration - self.first) * (self.total - iteration)
             terms = " ".join(f"{k} {v:.4g}" for k, v in shown.items())
             print(f"[{self.name}] it {iteration}/{self.total} {terms} elapsed {elapsed:.0f}s eta {eta:.0f}s",
                   file=sys.stderr, flush=True)
@@ -78,31 +82,57 @@ class Progress:
 
 
 def run_training(name: str, step: StepFn, optimizer: torch.optim.Optimizer, iterations: int, power: float,
-                 log_every: int, log_csv: Path) -> list[dict[str, float]]:
-    """Run `iterations` optimisation steps and write the per-iteration log as CSV (atomically)."""
-    progress = Progress(name, iterations, log_every)
-    rows: list[dict[str, float]] = []
+                 log_every: int, log_csv: Path, resume: Resume | None = None) -> list[dict[str, float]]:
+    """Run `iterations` optimisation steps and write the per-iteration log as CSV (atomically).
+
+    With `resume`, training starts from its newest checkpoint (if one matches), saves one every `resume.every`
+    iterations, and on SIGTERM/SIGUSR1 saves one after the current iteration and raises TrainingInterrupted.
+    With several processes (diga/train/distributed.py), gradients are averaged before each step, the logged losses
+    are the means over processes, and process 0 writes the log.
+    """
+    first, rows = 0, []
+    if resume is not None and (restored := resume.load()) is not None:
+        first, rows = restored
+        print(f"[{name}] resumed from {resume.path} at iteration {first}/{iterations}", file=sys.stderr, flush=True)
+    progress = Progress(name, iterations, log_every, first)
+    modules = resume.modules() if resume is not None else []
     try:
-        for iteration in range(iterations):
-            lr = set_poly_lr(optimizer, iteration, iterations, power)
-            terms, stats = step(iteration)
-            loss = torch.stack(list(terms.values())).sum()
-            if not torch.isfinite(loss):
-                values = ", ".join(f"{k}={v.item():.4g}" for k, v in terms.items())
-                raise NonFiniteLossError(
-                    f"{name}: the loss is not finite at iteration {iteration + 1} ({values}). "
-                    "Lower optim.lr, check the input images and labels, or the loss weights in the config."
-                )
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            row = {"iteration": iteration + 1, "loss": loss.item(), **{k: v.item() for k, v in terms.items()},
-                   "lr": lr, **stats}
-            rows.append(row)
-            progress.update(row)
+        with stop_on_signals() as stop:
+            for iteration in range(first, iterations):
+                lr = set_poly_lr(optimizer, iteration, iterations, power)
+                terms, stats = step(iteration)
+                loss = torch.stack(list(terms.values())).sum()
+                if not torch.isfinite(loss):
+                    values = ", ".join(f"{k}={v.item():.4g}" for k, v in terms.items())
+                    raise NonFiniteLossError(
+                        f"{name}: the loss is not finite at iteration {iteration + 1} ({values}). "
+                        "Lower optim.lr, check the input images and labels, or the loss weights in the config."
+                    )
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                distributed.average_gradients(distributed.optimizer_params(optimizer))
+                optimizer.step()
+                distributed.broadcast_buffers(modules)
+                values = distributed.mean(torch.stack([loss.detach(), *(v.detach() for v in terms.values())]))
+                row = {"iteration": iteration + 1, "loss": values[0].item(),
+                       **{k: v.item() for k, v in zip(terms, values[1:], strict=True)}, "lr": lr, **stats}
+                rows.append(row)
+                if distributed.is_main():
+                    progress.update(row)
+                done = iteration + 1
+                if distributed.any_process(bool(stop), loss.device) and done < iterations:
+                    if resume is not None:
+                        resume.save(done, rows)
+                    where = f"saved {resume.path}" if resume is not None else "no checkpoint configured"
+                    by = signal.Signals(stop.signal).name if stop else "another process"
+                    raise TrainingInterrupted(f"{name}: stopped by {by} after iteration {done}/{iterations} ({where}); "
+                                              "run the stage again to resume")
+                if resume is not None and resume.due(done, iterations):
+                    resume.save(done, rows)
     finally:
         progress.close()
-    write_csv(log_csv, rows)
+    if distributed.is_main():
+        write_csv(log_csv, rows)
     return rows
 
 

@@ -21,6 +21,7 @@ from diga.method.selection import (
     nearest_centroid_labels,
     update_centroids_ema,
 )
+from diga.train import distributed
 from diga.train.best import BestOnVal
 from diga.train.common import (
     batches,
@@ -31,6 +32,7 @@ from diga.train.common import (
     save_segmenter,
     seed_stage,
     source_train,
+    stage_resume,
     target_train,
     upsample,
 )
@@ -66,14 +68,14 @@ def train_selftrain(settings: dict, seed: int, round_index: int, init_path: Path
     optim = dict(settings["optim"], lr=settings["optim"]["lr"] * cfg["lr_scale"])
     optimizer = build_optimizer(*student.parameter_groups(), optim)
     bank = torch.load(centroids_path, map_location="cpu", weights_only=False)
-    centroids = bank["centroids"].to(device)
+    online = {"centroids": bank["centroids"].to(device)}  # updated every iteration (EMA), so checkpointed
     centroid_valid = bank["valid"].to(device)
 
     stage = f"selftrain{round_index}"
     best = BestOnVal(settings, stage, out_dir, device, {"seed": seed, "round": round_index})
 
     def step(iteration: int):
-        nonlocal centroids
+        centroids = online["centroids"]
         stats = best(iteration, student, teacher)
         update_teacher(teacher, student, ema_decay(iteration, settings["ema"]["max_decay"]))
         src, tgt = next(source), next(target)
@@ -105,6 +107,7 @@ def train_selftrain(settings: dict, seed: int, round_index: int, init_path: Path
             for feat, low in ((teacher_target.feat, agree), (mixture_feat, downsample_labels(labels, feat_size))):
                 means, present = class_means(feat, low, num_classes, settings["centroids"]["min_pixels"])
                 centroids = update_centroids_ema(centroids, means, present, cfg["centroid_momentum"])
+            online["centroids"] = centroids
         student_logits = upsample(student(torch.cat([clean, mixture])).logits, size)
         s_clean, s_mixed = student_logits.chunk(2)
         t_clean, t_mixed = upsample(teacher_source.logits, size).chunk(2)
@@ -114,8 +117,15 @@ def train_selftrain(settings: dict, seed: int, round_index: int, init_path: Path
                  "skd": cfg["distill_weight"] * distill}
         return terms, {**selection_stats(offline, selected, tgt["label"]), **stats}
 
+    state = {"student": student, "teacher": teacher, "optimizer": optimizer, "source": source, "target": target,
+             "generator": generator, "online": online}
+    inputs = (init_path, translator_path, centroids_path, *sorted(Path(pseudo_dir).glob("*.png")))
+    state["best"] = best
+    resume = stage_resume(settings, out_dir, stage, seed, state, inputs)
     run_training(stage, step, optimizer, cfg["iterations"], settings["optim"]["poly_power"],
-                 settings["train"]["log_every"], out_dir / "train_log.csv")
+                 settings["train"]["log_every"], out_dir / "train_log.csv", resume)
     best.finish(cfg["iterations"], student, teacher)
-    save_segmenter(out_dir / "model.pt", stage, settings, student, teacher,
-                   {"seed": seed, "round": round_index, "centroids": centroids.cpu()})
+    if distributed.is_main():  # one process writes the outputs
+        save_segmenter(out_dir / "model.pt", stage, settings, student, teacher,
+                       {"seed": seed, "round": round_index, "centroids": online["centroids"].cpu()})
+        resume.finish()

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from diga.method.losses import segmentation_loss
+from diga.train import distributed
 from diga.train.best import BestOnVal
 from diga.train.common import (
     batches,
@@ -13,6 +14,7 @@ from diga.train.common import (
     save_segmenter,
     seed_stage,
     source_train,
+    stage_resume,
     target_train,
     upsample,
 )
@@ -44,7 +46,12 @@ def train_supervised(settings: dict, seed: int, stage: str, out_dir: Path) -> No
         logits = upsample(model(batch["image"]).logits, batch["label"].shape[-2:])
         return {"ce": seg_loss(logits, batch["label"])}, stats
 
+    resume = stage_resume(settings, out_dir, stage, seed,
+                          {"model": model, "optimizer": optimizer, "stream": stream, "generator": generator,
+                           "best": best})
     run_training(stage, step, optimizer, stage_cfg["iterations"], settings["optim"]["poly_power"],
-                 settings["train"]["log_every"], out_dir / "train_log.csv")
+                 settings["train"]["log_every"], out_dir / "train_log.csv", resume)
     best.finish(stage_cfg["iterations"], model, None)
-    save_segmenter(out_dir / "model.pt", stage, settings, model, None, {"seed": seed})
+    if distributed.is_main():  # one process writes the outputs
+        save_segmenter(out_dir / "model.pt", stage, settings, model, None, {"seed": seed})
+        resume.finish()

@@ -17,7 +17,8 @@ from PIL import Image
 from diga.atomic import atomic_path, save_torch
 from diga.models.translator import MultiScaleDiscriminator, build_generator
 from diga.provenance import provenance
-from diga.train.common import batches, device_for, seed_stage, source_train, target_train
+from diga.train import distributed
+from diga.train.common import batches, device_for, seed_stage, source_train, stage_resume, target_train
 from diga.train.loop import run_training
 
 # 5x5 Laplacian: marks label boundaries for the semantic-edge loss.
@@ -97,6 +98,7 @@ def train_translator(settings: dict, seed: int, out_dir: Path) -> None:
                     + lsgan_discriminator_loss(dis_source(x_s), dis_source(fake_s.detach())))
         opt_dis.zero_grad(set_to_none=True)
         (cfg["adversarial_weight"] * dis_loss).backward()
+        distributed.average_gradients(distributed.optimizer_params(opt_dis))
         opt_dis.step()
         adversarial = lsgan_generator_loss(dis_target(fake_t)) + lsgan_generator_loss(dis_source(fake_s))
         cycle = F.l1_loss(t2s.decoder(t2s.encoder(fake_t)), x_s) + F.l1_loss(s2t.decoder(s2t.encoder(fake_s)), x_t)
@@ -110,11 +112,16 @@ def train_translator(settings: dict, seed: int, out_dir: Path) -> None:
             terms["perceptual"] = cfg["perceptual_weight"] * (perceptual(fake_t, x_s) + perceptual(fake_s, x_t))
         return terms, {"dis": dis_loss.item()}
 
+    resume = stage_resume(settings, out_dir, "translator", seed, {
+        "s2t": s2t, "t2s": t2s, "dis_target": dis_target, "dis_source": dis_source, "opt_gen": opt_gen,
+        "opt_dis": opt_dis, "source": source, "target": target, "generator": generator})
     run_training("translator", step, opt_gen, cfg["iterations"], 0.9, settings["train"]["log_every"],
-                 out_dir / "train_log.csv")
-    save_torch(out_dir / "translator.pt", {
-        "translator_config": cfg, "source_to_target": s2t.state_dict(), "provenance": provenance(settings)})
-    save_examples(s2t.eval(), source_train(settings), out_dir / "examples.png", device)
+                 out_dir / "train_log.csv", resume)
+    if distributed.is_main():  # one process writes the outputs
+        save_torch(out_dir / "translator.pt", {
+            "translator_config": cfg, "source_to_target": s2t.state_dict(), "provenance": provenance(settings)})
+        save_examples(s2t.eval(), source_train(settings), out_dir / "examples.png", device)
+        resume.finish()
 
 
 @torch.no_grad()

@@ -11,6 +11,7 @@ from diga.method.distill import symmetric_distillation
 from diga.method.ema import ema_decay, update_teacher
 from diga.method.losses import segmentation_loss
 from diga.method.mixing import class_mix_mask, cross_domain_mixture
+from diga.train import distributed
 from diga.train.best import BestOnVal
 from diga.train.common import (
     batches,
@@ -21,6 +22,7 @@ from diga.train.common import (
     save_segmenter,
     seed_stage,
     source_train,
+    stage_resume,
     target_train,
     upsample,
 )
@@ -68,7 +70,14 @@ def train_warmup(settings: dict, seed: int, translator_path: Path, out_dir: Path
         distill = symmetric_distillation(s_clean, s_mixed, t_clean, t_mixed, cfg["reverse_scale"])
         return {"ce": seg_loss(s_clean, labels), "skd": cfg["distill_weight"] * distill}, stats
 
+    state = {"student": student, "teacher": teacher, "optimizer": optimizer, "source": source, "generator": generator,
+             "best": best}
+    if target is not None:
+        state["target"] = target
+    resume = stage_resume(settings, out_dir, "warmup", seed, state, inputs=(translator_path,))
     run_training("warmup", step, optimizer, cfg["iterations"], settings["optim"]["poly_power"],
-                 settings["train"]["log_every"], out_dir / "train_log.csv")
+                 settings["train"]["log_every"], out_dir / "train_log.csv", resume)
     best.finish(cfg["iterations"], student, teacher)
-    save_segmenter(out_dir / "model.pt", "warmup", settings, student, teacher, {"seed": seed})
+    if distributed.is_main():  # one process writes the outputs
+        save_segmenter(out_dir / "model.pt", "warmup", settings, student, teacher, {"seed": seed})
+        resume.finish()

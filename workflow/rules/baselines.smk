@@ -14,6 +14,8 @@ rule source_only:
         settings=job_settings("source_only"),
         out_dir=f"{RUN}/source_only",
     threads: 2
+    resources:
+        gpu=config["stages"]["source_only"]["gpus"],
     log:
         f"{LOGS}/source_only.log",
     benchmark:
@@ -36,6 +38,8 @@ rule oracle:
         settings=job_settings("oracle"),
         out_dir=f"{RUN}/oracle",
     threads: 2
+    resources:
+        gpu=config["stages"]["oracle"]["gpus"],
     log:
         f"{LOGS}/oracle.log",
     benchmark:

@@ -10,6 +10,8 @@ rule evaluate:
         settings=job_settings("evaluate"),
         variant=variant_label,
     threads: 1
+    resources:
+        gpu=1,
     log:
         f"{LOGS}/evaluate_{{stage}}.log",
     benchmark:
@@ -30,6 +32,8 @@ rule evaluate_best:
         settings=job_settings("evaluate"),
         variant=variant_label,
     threads: 1
+    resources:
+        gpu=1,
     log:
         f"{LOGS}/evaluate_{{stage}}_best.log",
     benchmark:

@@ -11,6 +11,8 @@ rule pseudolabels:
     params:
         settings=job_settings("pseudolabels"),
     threads: 1
+    resources:
+        gpu=1,
     log:
         f"{LOGS}/pseudolabels_{{stage}}.log",
     benchmark:
@@ -30,6 +32,8 @@ rule centroids:
     params:
         settings=job_settings("centroids"),
     threads: 1
+    resources:
+        gpu=1,
     log:
         f"{LOGS}/centroids_{{stage}}.log",
     benchmark:
@@ -52,6 +56,8 @@ rule selftrain:
         pseudolabel_dir=pseudolabel_dir,
         out_dir=f"{RUN}/selftrain{{round}}",
     threads: 2
+    resources:
+        gpu=config["stages"]["selftrain"]["gpus"],
     log:
         f"{LOGS}/selftrain{{round}}.log",
     benchmark:

@@ -13,6 +13,8 @@ rule translator:
         settings=job_settings("translator"),
         out_dir=f"{RUN}/translator",
     threads: 2
+    resources:
+        gpu=config["translator"]["gpus"],
     log:
         f"{LOGS}/translator.log",
     benchmark:

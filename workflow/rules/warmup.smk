@@ -15,6 +15,8 @@ rule warmup:
         settings=job_settings("warmup"),
         out_dir=f"{RUN}/warmup",
     threads: 2
+    resources:
+        gpu=config["stages"]["warmup"]["gpus"],
     log:
         f"{LOGS}/warmup.log",
     benchmark:

@@ -1,0 +1,174 @@
+"""Resumable training: a stage interrupted after k iterations (an error, or SIGTERM) and run again ends in exactly
+the state of an uninterrupted run (CPU, same seed): weights, EMA teacher, centroids and the training log."""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+import yaml
+
+from conftest import REPO, TINY_CONFIG
+from diga import config as config_module
+from diga.data.toycity import ToyCitySpec, write_toycity
+from diga.infer.centroids import compute_centroids
+from diga.infer.pseudolabel import make_pseudolabels
+from diga.train import loop
+from diga.train.resume import RESUME_FILE
+from diga.train.selftrain import train_selftrain
+from diga.train.stop import INTERRUPTED_EXIT_CODE, TrainingInterrupted
+from diga.train.supervised import train_supervised
+from diga.train.translator import train_translator
+from diga.train.warmup import train_warmup
+
+
+class Crash(RuntimeError):
+    """Stands for the process dying mid-run (a node failure, SIGKILL)."""
+
+
+@pytest.fixture(scope="module")
+def prepared(tmp_path_factory):
+    """Data, a translator, a warm-up model with its pseudo-labels and centroids: the inputs of every stage."""
+    root = tmp_path_factory.mktemp("resume")
+    cwd = os.getcwd()
+    os.chdir(root)
+    try:
+        settings = config_module.validate(yaml.safe_load(TINY_CONFIG.read_text()), str(TINY_CONFIG))
+        settings["train"]["checkpoint_every"] = 2
+        write_toycity(ToyCitySpec(**settings["toycity"]), "resources/tiny", progress=False)
+        train_translator(settings, 0, root / "translator")
+        train_warmup(settings, 0, root / "translator" / "translator.pt", root / "warmup")
+        make_pseudolabels(settings, root / "warmup" / "model.pt", root / "warmup" / "pseudolabels",
+                          root / "warmup" / "pseudolabels.json")
+        compute_centroids(settings, root / "warmup" / "model.pt", root / "warmup" / "centroids.pt")
+    finally:
+        os.chdir(cwd)
+    return root, settings
+
+
+def _runner(stage: str, root, settings):
+    """A function (out_dir) -> None training `stage` from the prepared inputs."""
+    translator = root / "translator" / "translator.pt"
+    if stage == "translator":
+        return lambda out: train_translator(settings, 0, out)
+    if stage == "warmup":
+        return lambda out: train_warmup(settings, 0, translator, out)
+    if stage == "selftrain":
+        return lambda out: train_selftrain(settings, 0, 1, root / "warmup" / "model.pt", translator,
+                                           root / "warmup" / "pseudolabels", root / "warmup" / "centroids.pt", out)
+    return lambda out: train_supervised(settings, 0, stage, out)
+
+
+def _outputs(out_dir) -> dict:
+    files = {"log": (out_dir / "train_log.csv").read_text()}
+    for name in ("model.pt", "translator.pt"):
+        if (out_dir / name).is_file():
+            files["weights"] = torch.load(out_dir / name, weights_only=False)
+    return files
+
+
+def _assert_same(a, b, where=""):
+    if isinstance(a, dict):
+        assert set(a) == set(b), where
+        for key in a:
+            if key != "provenance":
+                _assert_same(a[key], b[key], f"{where}/{key}")
+    elif torch.is_tensor(a):
+        assert torch.equal(a, b), where
+    else:
+        assert a == b, where
+
+
+def _interrupt_at(monkeypatch, iteration: int, how: str):
+    """Stop training right after `iteration`: raise (no checkpoint saved then) or SIGTERM (the loop saves one)."""
+    update = loop.Progress.update
+
+    def patched(self, row):
+        update(self, row)
+        if row["iteration"] == iteration:
+            if how == "crash":
+                raise Crash(f"simulated crash after iteration {iteration}")
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    monkeypatch.setattr(loop.Progress, "update", patched)
+
+
+@pytest.mark.parametrize(("stage", "how"), [("source_only", "crash"), ("source_only", "sigterm"),
+                                            ("translator", "sigterm"), ("warmup", "crash"),
+                                            ("selftrain", "sigterm"), ("selftrain", "crash")])
+def test_resumed_stage_matches_uninterrupted_run(prepared, tmp_path, monkeypatch, stage, how):
+    root, settings = prepared
+    monkeypatch.chdir(root)
+    run = _runner(stage, root, settings)
+    run(tmp_path / "straight")
+    reference = _outputs(tmp_path / "straight")
+    assert not (tmp_path / "straight" / RESUME_FILE).exists()  # removed once the outputs are written
+
+    out = tmp_path / "resumed"
+    with monkeypatch.context() as patch:
+        _interrupt_at(patch, 3, how)
+        with pytest.raises(Crash if how == "crash" else TrainingInterrupted):
+            run(out)
+    checkpoint = torch.load(out / RESUME_FILE, weights_only=False)
+    # A crash leaves the newest periodic checkpoint (every 2); SIGTERM saves after the current iteration.
+    assert checkpoint["iteration"] == (2 if how == "crash" else 3)
+    assert not (out / "train_log.csv").exists()
+    run(out)
+    _assert_same(_outputs(out), reference)
+    assert not (out / RESUME_FILE).exists()
+
+
+def test_checkpoint_from_other_settings_is_ignored(prepared, tmp_path, monkeypatch, capsys):
+    root, settings = prepared
+    monkeypatch.chdir(root)
+    with monkeypatch.context() as patch:
+        _interrupt_at(patch, 3, "sigterm")
+        with pytest.raises(TrainingInterrupted):
+            train_supervised(settings, 0, "source_only", tmp_path)
+    changed = copy.deepcopy(settings)
+    changed["optim"]["lr"] *= 2
+    rows = []
+    original = loop.Progress.update
+    monkeypatch.setattr(loop.Progress, "update", lambda self, row: (rows.append(row), original(self, row)))
+    train_supervised(changed, 0, "source_only", tmp_path)
+    assert rows[0]["iteration"] == 1  # started from scratch
+    assert "ignoring" in capsys.readouterr().err
+
+
+def test_cli_saves_and_exits_on_sigterm_then_resumes(prepared, tmp_path):
+    """The real signal path: `diga source-only` gets SIGTERM mid-run, exits with the retry status, and resumes."""
+    root, settings = prepared
+    settings = copy.deepcopy(settings)
+    settings["stages"]["source_only"]["iterations"] = 150
+    settings["train"]["checkpoint_every"] = 1000  # only the checkpoint saved on SIGTERM
+    env = dict(os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+
+    def command(out):
+        return [sys.executable, "-m", "diga", "--threads", "1", "source-only", "--config", json.dumps(settings),
+                "--seed", "0", "--out-dir", str(out)]
+
+    straight = subprocess.run(command(tmp_path / "straight"), cwd=root, env=env, capture_output=True, text=True)
+    assert straight.returncode == 0, straight.stderr
+    process = subprocess.Popen(command(tmp_path / "resumed"), cwd=root, env=env, stderr=subprocess.PIPE, text=True)
+    # Wait for training to start (the first progress line), then stop it like Slurm's time limit would.
+    line = process.stderr.readline()
+    assert "[source_only] it" in line, line
+    process.send_signal(signal.SIGTERM)
+    _, err = process.communicate(timeout=60)
+    assert process.returncode == INTERRUPTED_EXIT_CODE, err
+    assert "stopped by SIGTERM" in err
+    stopped_at = torch.load(tmp_path / "resumed" / RESUME_FILE, weights_only=False)["iteration"]
+    assert 0 < stopped_at < 150
+    start = time.monotonic()
+    again = subprocess.run(command(tmp_path / "resumed"), cwd=root, env=env, capture_output=True, text=True)
+    assert again.returncode == 0, again.stderr
+    assert f"resumed from {tmp_path / 'resumed' / RESUME_FILE} at iteration {stopped_at}/150" in again.stderr
+    print(f"stopped at {stopped_at}/150, resumed run took {time.monotonic() - start:.1f}s")
+    _assert_same(_outputs(tmp_path / "resumed"), _outputs(tmp_path / "straight"))
