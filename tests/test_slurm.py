@@ -23,7 +23,7 @@ from conftest import REPO, TINY_CONFIG
 
 PROFILE = REPO / "slurm" / "ci"
 GPU_RULES = {"translator", "source_only", "oracle", "warmup", "selftrain", "pseudolabels", "centroids", "evaluate"}
-CPU_RULES = {"make_toy", "table"}
+CPU_RULES = {"make_toy", "table", "pseudolabel_table", "figures", "run_info"}
 SUBMITTED = re.compile(r"submitted with SLURM jobid (\d+) \(log: .*/rule_(\w+?)/")
 
 
