@@ -20,6 +20,8 @@ import zipfile
 import zlib
 from pathlib import Path
 
+from diga.atomic import atomic_dir
+
 CHUNK = 1 << 20
 
 
@@ -210,18 +212,9 @@ def _extract_into(archive: Path, tmp: Path) -> None:
 def extract(archives: list[str | Path], dest: str | Path) -> Path:
     """Extract every archive into one temporary sibling folder, fix backslash names, then rename it to `dest`."""
     dest = Path(dest)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dest.with_name(f".{dest.name}.extract-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
-    try:
+    with atomic_dir(dest) as tmp:
         for archive in archives:
             print(f"[extract] {archive}", file=sys.stderr, flush=True)
             _extract_into(Path(archive), tmp)
         fix_backslash_names(tmp)
-        if dest.exists():
-            shutil.rmtree(dest)
-        os.replace(tmp, dest)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     return dest
