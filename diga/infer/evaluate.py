@@ -54,13 +54,13 @@ def evaluate_checkpoint(settings: dict, checkpoint: Path, stage: str, seed: int,
                         variant: str = "main", kind: str = "last") -> dict:
     device = device_for(settings)
     state = torch.load(checkpoint, map_location="cpu", weights_only=False)
-    model = load_segmenter(checkpoint, device, "student").eval()
+    model = load_segmenter(state, device, "student").eval()
     confusion = confusion_on_val(settings, model, device)
     result = {"benchmark": settings["benchmark"], "stage": stage, "variant": variant, "seed": seed,
               "checkpoint": kind, "model": "student",
               **metrics_from_confusion(confusion), "confusion": confusion.tolist()}
     if state.get("teacher") is not None:  # the EMA teacher, for reference
-        teacher = load_segmenter(checkpoint, device, "teacher").eval()
+        teacher = load_segmenter(state, device, "teacher").eval()
         result["teacher_miou"] = metrics_from_confusion(confusion_on_val(settings, teacher, device))["miou"]
     if "val_miou" in state:  # a best-on-val checkpoint: when it was taken
         result["checkpoint_iteration"], result["checkpoint_val_miou"] = state["iteration"], state["val_miou"]

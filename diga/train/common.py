@@ -127,9 +127,12 @@ def new_segmenter(settings: dict, device: torch.device) -> DeepLabV2:
     return build_segmenter(settings["model"], settings["data"]["num_classes"]).to(device)
 
 
-def load_segmenter(path: str | Path, device: torch.device, which: str = "student") -> DeepLabV2:
-    """Rebuild a segmenter from a stage checkpoint (the architecture is stored with the weights)."""
-    checkpoint = torch.load(path, map_location="cpu", weights_only=False)
+def load_segmenter(path: str | Path | dict, device: torch.device, which: str = "student") -> DeepLabV2:
+    """Rebuild a segmenter from a stage checkpoint (the architecture is stored with the weights).
+
+    `path` may also be the already loaded checkpoint, so a caller needing several of its parts reads it once.
+    """
+    checkpoint = path if isinstance(path, dict) else torch.load(path, map_location="cpu", weights_only=False)
     architecture = {k: v for k, v in checkpoint["model_config"].items() if k != "num_classes"}
     model = build_segmenter(dict(architecture, init="random"), checkpoint["model_config"]["num_classes"])
     model.load_state_dict(checkpoint[which])
