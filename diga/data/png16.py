@@ -35,6 +35,13 @@ def _chunks(data: bytes, path: str):
         offset += 12 + length
 
 
+def paeth(left: np.ndarray, up: np.ndarray, upleft: np.ndarray) -> np.ndarray:
+    """The PNG Paeth predictor: whichever of left, up, upper-left is nearest to left + up - upleft."""
+    p = left + up - upleft
+    pa, pb, pc = np.abs(p - left), np.abs(p - up), np.abs(p - upleft)
+    return np.where((pa <= pb) & (pa <= pc), left, np.where(pb <= pc, up, upleft))
+
+
 def _unfilter(raw: np.ndarray, height: int, stride: int, bpp: int, path: str) -> np.ndarray:
     if raw.size != height * (stride + 1):
         raise PngError(f"{path}: image data has {raw.size} bytes, expected {height * (stride + 1)} (truncated?)")
@@ -58,9 +65,7 @@ def _unfilter(raw: np.ndarray, height: int, stride: int, bpp: int, path: str) ->
                 if kind == 3:
                     predictor = (left + up) >> 1
                 else:
-                    p = left + up - upleft
-                    pa, pb, pc = np.abs(p - left), np.abs(p - up), np.abs(p - upleft)
-                    predictor = np.where((pa <= pb) & (pa <= pc), left, np.where(pb <= pc, up, upleft))
+                    predictor = paeth(left, up, upleft)
                 cur[x:x + bpp] = (cur[x:x + bpp] + predictor) & 0xFF
                 left, upleft = cur[x:x + bpp], up
         else:
@@ -152,9 +157,7 @@ def _filter_rows(body: bytes, height: int, stride: int, bpp: int, kind: int) -> 
     elif kind == 3:
         predictor = (left + previous) >> 1
     else:
-        p = left + previous - upleft
-        pa, pb, pc = np.abs(p - left), np.abs(p - previous), np.abs(p - upleft)
-        predictor = np.where((pa <= pb) & (pa <= pc), left, np.where(pb <= pc, previous, upleft))
+        predictor = paeth(left, previous, upleft)
     filtered = ((rows - predictor) & 0xFF).astype(np.uint8)
     return b"".join(bytes([kind]) + filtered[y].tobytes() for y in range(height))
 
