@@ -88,16 +88,16 @@ def _assert_same(a, b, where=""):
 
 def _interrupt_at(monkeypatch, iteration: int, how: str):
     """Stop training right after `iteration`: raise (no checkpoint saved then) or SIGTERM (the loop saves one)."""
-    update = loop.Progress.update
+    add = loop.PendingRows.add
 
-    def patched(self, row):
-        update(self, row)
-        if row["iteration"] == iteration:
+    def patched(self, index, *args):
+        add(self, index, *args)
+        if index + 1 == iteration:
             if how == "crash":
                 raise Crash(f"simulated crash after iteration {iteration}")
             os.kill(os.getpid(), signal.SIGTERM)
 
-    monkeypatch.setattr(loop.Progress, "update", patched)
+    monkeypatch.setattr(loop.PendingRows, "add", patched)
 
 
 @pytest.mark.parametrize(("stage", "how"), [("source_only", "crash"), ("source_only", "sigterm"),

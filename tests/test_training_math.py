@@ -88,7 +88,7 @@ def test_run_training_logs_every_term_lr_and_stats(tmp_path):
     assert [row["loss"] for row in rows] == pytest.approx([3.5, 2.6, 2.0])
 
 
-def test_run_training_raises_on_a_nan_term_before_stepping(tmp_path):
+def test_run_training_raises_on_a_nan_term_and_writes_no_log(tmp_path):
     weight, optimizer = one_parameter_setup()
 
     def step(iteration):
@@ -102,8 +102,10 @@ def test_run_training_raises_on_a_nan_term_before_stepping(tmp_path):
     assert "not finite" in message
     assert "iteration 2" in message  # the second iteration (iteration index 1), counted from 1
     assert "bad=nan" in message
-    # only the first step was applied: w = 1.0 - 0.1*3 = 0.7; the NaN step did not touch the weights
-    assert weight.item() == pytest.approx(0.7)
+    # losses are read back (and checked) after the step, every log_every iterations: the NaN step ran, the
+    # third did not, and no log was written
+    assert not log.exists()
+    assert optimizer.param_groups[0]["lr"] == pytest.approx(0.1 * (1 - 1 / 3))
 
 
 def test_run_training_raises_on_an_infinite_term(tmp_path):
@@ -115,4 +117,18 @@ def test_run_training_raises_on_an_infinite_term(tmp_path):
     with pytest.raises(NonFiniteLossError, match="not finite at iteration 1"):
         run_training("toy", step, optimizer, iterations=2, power=0.9, log_every=1,
                      log_csv=tmp_path / "log.csv")
-    assert weight.item() == pytest.approx(1.0)
+    assert not (tmp_path / "log.csv").exists()
+
+
+def test_non_finite_check_at_log_interval_names_the_first_bad_iteration(tmp_path):
+    weight, optimizer = one_parameter_setup()
+    calls = []
+
+    def step(iteration):
+        calls.append(iteration)
+        bad = torch.tensor(float("nan")) if iteration in (1, 2) else torch.tensor(0.0)
+        return {"a": 3 * weight, "bad": bad}, {}
+
+    with pytest.raises(NonFiniteLossError, match="not finite at iteration 2 "):
+        run_training("toy", step, optimizer, iterations=8, power=1.0, log_every=4, log_csv=tmp_path / "log.csv")
+    assert calls == [0, 1, 2, 3]  # read back at iteration 4, the first log interval

@@ -10,19 +10,21 @@ from diga.atomic import save_torch
 from diga.method.selection import class_means, update_centroids_cumulative
 from diga.provenance import provenance
 from diga.train.common import device_for, load_segmenter, target_train
+from diga.train.precision import precision_for
 
 
 @torch.no_grad()
 def compute_centroids(settings: dict, checkpoint: Path, out_path: Path) -> torch.Tensor:
     """Running mean, per class, of each image's mean head feature over the pixels predicted as that class."""
     device = device_for(settings)
-    model = load_segmenter(checkpoint, device).eval()
+    precision = precision_for(settings, device)
+    model = precision.place(load_segmenter(checkpoint, device).eval())
     dataset = target_train(settings, with_labels=False)
     cfg, num_classes = settings["centroids"], settings["data"]["num_classes"]
     centroids = counts = None
     for _ in range(cfg["epochs"]):
         for index in range(len(dataset)):
-            output = model(dataset[index]["image"][None].to(device))
+            output = precision.run(model, dataset[index]["image"][None].to(device))
             if centroids is None:
                 centroids = torch.zeros(num_classes, output.feat.shape[1], device=device)
                 counts = torch.zeros(num_classes, dtype=torch.long, device=device)

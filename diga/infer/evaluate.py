@@ -14,6 +14,7 @@ from diga.infer.metrics import confusion_matrix, iou_per_class, mean_iou, pixel_
 from diga.infer.predict import multiscale_logits
 from diga.provenance import provenance
 from diga.train.common import device_for, load_segmenter, target_val
+from diga.train.precision import precision_for
 
 
 @torch.no_grad()
@@ -22,13 +23,14 @@ def confusion_on_val(settings: dict, model: torch.nn.Module, device: torch.devic
     num_classes = settings["data"]["num_classes"]
     confusion = torch.zeros(num_classes, num_classes, dtype=torch.long)
     batch = settings["evaluate"]["batch"]
+    precision = precision_for(settings, device)
     for start in range(0, len(dataset), batch):
         items = [dataset[i] for i in range(start, min(start + batch, len(dataset)))]
         shapes = {tuple(item["image"].shape) for item in items}
         groups = [items] if len(shapes) == 1 else [[item] for item in items]  # mixed sizes: one at a time
         for group in groups:
             images = torch.stack([item["image"] for item in group]).to(device)
-            prediction = multiscale_logits(model, images, settings["evaluate"]["scales"]).argmax(1).cpu()
+            prediction = multiscale_logits(model, images, settings["evaluate"]["scales"], precision).argmax(1).cpu()
             confusion += confusion_matrix(prediction, torch.stack([item["label"] for item in group]), num_classes)
         if (start // batch + 1) % 50 == 0:
             print(f"[evaluate] {start + len(items)}/{len(dataset)} images", file=sys.stderr, flush=True)
@@ -54,13 +56,14 @@ def evaluate_checkpoint(settings: dict, checkpoint: Path, stage: str, seed: int,
                         variant: str = "main", kind: str = "last") -> dict:
     device = device_for(settings)
     state = torch.load(checkpoint, map_location="cpu", weights_only=False)
-    model = load_segmenter(state, device, "student").eval()
+    precision = precision_for(settings, device)
+    model = precision.place(load_segmenter(state, device, "student").eval())
     confusion = confusion_on_val(settings, model, device)
     result = {"benchmark": settings["benchmark"], "stage": stage, "variant": variant, "seed": seed,
               "checkpoint": kind, "model": "student",
               **metrics_from_confusion(confusion), "confusion": confusion.tolist()}
     if state.get("teacher") is not None:  # the EMA teacher, for reference
-        teacher = load_segmenter(state, device, "teacher").eval()
+        teacher = precision.place(load_segmenter(state, device, "teacher").eval())
         result["teacher_miou"] = metrics_from_confusion(confusion_on_val(settings, teacher, device))["miou"]
     if "val_miou" in state:  # a best-on-val checkpoint: when it was taken
         result["checkpoint_iteration"], result["checkpoint_val_miou"] = state["iteration"], state["val_miou"]

@@ -14,6 +14,7 @@ from diga.data.labels import IGNORE_INDEX, class_names, palette_bytes
 from diga.infer.metrics import confusion_matrix, iou_per_class, pixel_accuracy
 from diga.provenance import provenance
 from diga.train.common import device_for, load_segmenter, target_train
+from diga.train.precision import precision_for
 
 
 def save_label_png(label: np.ndarray, path: Path, num_classes: int = 19) -> None:
@@ -26,7 +27,8 @@ def save_label_png(label: np.ndarray, path: Path, num_classes: int = 19) -> None
 @torch.no_grad()
 def make_pseudolabels(settings: dict, checkpoint: Path, out_dir: Path, summary_path: Path) -> dict:
     device = device_for(settings)
-    model = load_segmenter(checkpoint, device).eval()
+    precision = precision_for(settings, device)
+    model = precision.place(load_segmenter(checkpoint, device).eval())
     dataset = target_train(settings)
     num_classes = settings["data"]["num_classes"]
     confusion = torch.zeros(num_classes, num_classes, dtype=torch.long)
@@ -36,7 +38,8 @@ def make_pseudolabels(settings: dict, checkpoint: Path, out_dir: Path, summary_p
     with atomic_dir(out_dir) as tmp:
         for index in range(len(dataset)):
             item = dataset[index]
-            logits = multiscale_logits(model, item["image"][None].to(device), settings["evaluate"]["scales"])
+            logits = multiscale_logits(model, item["image"][None].to(device), settings["evaluate"]["scales"],
+                                       precision)
             label = logits.argmax(1)[0].cpu()
             save_label_png(label.numpy(), tmp / f"{dataset.name(index)}.png", num_classes)
             counts += np.bincount(label.flatten().numpy(), minlength=num_classes)[:num_classes]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import math
 import signal
 import sys
 import time
@@ -81,6 +82,50 @@ class Progress:
             self.bar.close()
 
 
+def optimise(step: StepFn, optimizer: torch.optim.Optimizer, iteration: int,
+             modules: list[nn.Module]) -> tuple[torch.Tensor, dict[str, torch.Tensor], dict]:
+    """One iteration: the step's losses, backward, (averaged) gradients, SGD update. No host synchronisation."""
+    terms, stats = step(iteration)
+    loss = torch.stack(list(terms.values())).sum()
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    distributed.average_gradients(distributed.optimizer_params(optimizer))
+    optimizer.step()
+    distributed.broadcast_buffers(modules)
+    return loss, terms, stats
+
+
+class PendingRows:
+    """Per-iteration losses kept on the device and read back in one transfer every `log_every` iterations,
+    so that the GPU never waits for the host inside the loop; the non-finite check happens at that read."""
+
+    def __init__(self, name: str, rows: list[dict[str, float]], progress: Progress):
+        self.name, self.rows, self.progress = name, rows, progress
+        self.waiting: list[tuple[int, float, list[str], torch.Tensor, dict]] = []
+
+    def add(self, iteration: int, lr: float, loss: torch.Tensor, terms: dict[str, torch.Tensor], stats: dict) -> None:
+        values = distributed.mean(torch.stack([loss.detach(), *(v.detach() for v in terms.values())]))
+        self.waiting.append((iteration, lr, list(terms), values, stats))
+
+    def flush(self) -> None:
+        if not self.waiting:
+            return
+        all_values = torch.stack([w[3] for w in self.waiting]).cpu().tolist()  # the one synchronisation
+        for (iteration, lr, names, _, stats), values in zip(self.waiting, all_values, strict=True):
+            if not math.isfinite(values[0]):
+                shown = ", ".join(f"{k}={v:.4g}" for k, v in zip(names, values[1:], strict=True))
+                raise NonFiniteLossError(
+                    f"{self.name}: the loss is not finite at iteration {iteration + 1} ({shown}). "
+                    "Lower optim.lr, check the input images and labels, or the loss weights in the config."
+                )
+            row = {"iteration": iteration + 1, "loss": values[0], **dict(zip(names, values[1:], strict=True)),
+                   "lr": lr, **{k: float(v) for k, v in stats.items()}}
+            self.rows.append(row)
+            if distributed.is_main():
+                self.progress.update(row)
+        self.waiting.clear()
+
+
 def run_training(name: str, step: StepFn, optimizer: torch.optim.Optimizer, iterations: int, power: float,
                  log_every: int, log_csv: Path, resume: Resume | None = None) -> list[dict[str, float]]:
     """Run `iterations` optimisation steps and write the per-iteration log as CSV (atomically).
@@ -95,32 +140,19 @@ def run_training(name: str, step: StepFn, optimizer: torch.optim.Optimizer, iter
         first, rows = restored
         print(f"[{name}] resumed from {resume.path} at iteration {first}/{iterations}", file=sys.stderr, flush=True)
     progress = Progress(name, iterations, log_every, first)
+    pending = PendingRows(name, rows, progress)
     modules = resume.modules() if resume is not None else []
     try:
         with stop_on_signals() as stop:
             for iteration in range(first, iterations):
                 lr = set_poly_lr(optimizer, iteration, iterations, power)
-                terms, stats = step(iteration)
-                loss = torch.stack(list(terms.values())).sum()
-                if not torch.isfinite(loss):
-                    values = ", ".join(f"{k}={v.item():.4g}" for k, v in terms.items())
-                    raise NonFiniteLossError(
-                        f"{name}: the loss is not finite at iteration {iteration + 1} ({values}). "
-                        "Lower optim.lr, check the input images and labels, or the loss weights in the config."
-                    )
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                distributed.average_gradients(distributed.optimizer_params(optimizer))
-                optimizer.step()
-                distributed.broadcast_buffers(modules)
-                values = distributed.mean(torch.stack([loss.detach(), *(v.detach() for v in terms.values())]))
-                row = {"iteration": iteration + 1, "loss": values[0].item(),
-                       **{k: v.item() for k, v in zip(terms, values[1:], strict=True)}, "lr": lr, **stats}
-                rows.append(row)
-                if distributed.is_main():
-                    progress.update(row)
+                loss, terms, stats = optimise(step, optimizer, iteration, modules)
+                pending.add(iteration, lr, loss, terms, stats)
                 done = iteration + 1
+                if done % log_every == 0:
+                    pending.flush()
                 if distributed.any_process(bool(stop), loss.device) and done < iterations:
+                    pending.flush()  # a non-finite loss raises here, before a checkpoint could keep it
                     if resume is not None:
                         resume.save(done, rows)
                     where = f"saved {resume.path}" if resume is not None else "no checkpoint configured"
@@ -128,7 +160,9 @@ def run_training(name: str, step: StepFn, optimizer: torch.optim.Optimizer, iter
                     raise TrainingInterrupted(f"{name}: stopped by {by} after iteration {done}/{iterations} ({where}); "
                                               "run the stage again to resume")
                 if resume is not None and resume.due(done, iterations):
+                    pending.flush()
                     resume.save(done, rows)
+            pending.flush()
     finally:
         progress.close()
     if distributed.is_main():

@@ -3,9 +3,11 @@ whose target pixels carry the offline pseudo-labels that pass the bilateral cons
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import torch
+from torch import nn
 
 from diga.data.labels import IGNORE_INDEX
 from diga.data.transforms import blend_augment
@@ -36,57 +38,49 @@ from diga.train.common import (
     target_train,
     upsample,
 )
-from diga.train.loop import build_optimizer, run_training
+from diga.train.loop import StepFn, build_optimizer, run_training
+from diga.train.precision import Precision, precision_for
 
 
-def selection_stats(offline: torch.Tensor, selected: torch.Tensor, truth: torch.Tensor) -> dict[str, float]:
-    """Fraction of target pixels kept, and (where ground truth exists) the accuracy of all and of kept labels."""
+def selection_stats(offline: torch.Tensor, selected: torch.Tensor,
+                    truth: torch.Tensor | None) -> dict[str, torch.Tensor]:
+    """Fraction of target pixels kept, and (with ground truth) the accuracy of all and of kept pseudo-labels.
+
+    Tensors (read back by the loop at log time), so the iteration does not wait for the device."""
     valid = offline != IGNORE_INDEX
     kept = valid & (selected != IGNORE_INDEX)
-    stats = {"kept_fraction": (kept.sum() / valid.sum().clamp(min=1)).item()}
-    known = truth != IGNORE_INDEX
-    if known.any():
-        stats["pl_acc_all"] = ((offline == truth) & known & valid).sum().item() / max(1, (known & valid).sum().item())
-        stats["pl_acc_kept"] = ((selected == truth) & known & kept).sum().item() / max(1, (known & kept).sum().item())
+    stats = {"kept_fraction": kept.sum() / valid.sum().clamp(min=1)}
+    if truth is not None:
+        known = (truth != IGNORE_INDEX) & valid
+        stats["pl_acc_all"] = ((offline == truth) & known).sum() / known.sum().clamp(min=1)
+        stats["pl_acc_kept"] = ((selected == truth) & known & kept).sum() / (known & kept).sum().clamp(min=1)
     return stats
 
 
-def train_selftrain(settings: dict, seed: int, round_index: int, init_path: Path, translator_path: Path,
-                    pseudo_dir: Path, centroids_path: Path, out_dir: Path) -> None:
-    generator = seed_stage(seed, "selftrain", round_index)
-    device = device_for(settings)
-    seg_loss = segmentation_loss(settings["optim"])
+def selftrain_step(settings: dict, student: nn.Module, teacher: nn.Module, translator: nn.Module,
+                   source: Iterator[dict], target: Iterator[dict], online: dict[str, torch.Tensor],
+                   centroid_valid: torch.Tensor, generator: torch.Generator, precision: Precision,
+                   best: BestOnVal | None = None) -> StepFn:
+    """One self-training iteration's losses; `online["centroids"]` is updated in place (EMA)."""
     cfg = settings["stages"]["selftrain"]
     num_classes = settings["data"]["num_classes"]
-    source = batches(source_train(settings), cfg["batch_source"], settings, generator, device)
-    # Target-train labels, where they exist, are loaded for the logged accuracy only; no loss sees them.
-    target = batches(target_train(settings, pseudo_dir=str(pseudo_dir)), cfg["batch_target"], settings,
-                     generator, device)
-    translator = load_translator(translator_path, device)
-    student = load_segmenter(init_path, device).train()
-    teacher = make_teacher(student, settings)  # re-initialised to the student at each round, as in the paper
-    optim = dict(settings["optim"], lr=settings["optim"]["lr"] * cfg["lr_scale"])
-    optimizer = build_optimizer(*student.parameter_groups(), optim)
-    bank = torch.load(centroids_path, map_location="cpu", weights_only=False)
-    online = {"centroids": bank["centroids"].to(device)}  # updated every iteration (EMA), so checkpointed
-    centroid_valid = bank["valid"].to(device)
-
-    stage = f"selftrain{round_index}"
-    best = BestOnVal(settings, stage, out_dir, device, {"seed": seed, "round": round_index})
+    has_truth = settings["data"]["target"]["train_has_labels"]  # for the logged accuracy only
+    seg_loss = segmentation_loss(settings["optim"])
+    student_fwd, teacher_fwd = precision.forward(student), precision.forward(teacher)
 
     def step(iteration: int):
         centroids = online["centroids"]
-        stats = best(iteration, student, teacher)
+        stats = best(iteration, student, teacher) if best is not None else {}
         update_teacher(teacher, student, ema_decay(iteration, settings["ema"]["max_decay"]))
         src, tgt = next(source), next(target)
         clean, labels = src["image"], src["label"]
         size = labels.shape[-2:]
         with torch.no_grad():
             mixture = cross_domain_mixture(blend_augment(clean, settings["augment"], cfg["aug_beta"], generator),
-                                           translator(clean), class_mix_mask(labels, generator))
+                                           precision.run(translator, clean), class_mix_mask(labels, generator))
             target_augmented = blend_augment(tgt["image"], settings["augment"], cfg["aug_beta"], generator)
-            teacher_source = teacher(torch.cat([clean, mixture]))
-            teacher_target = teacher(tgt["image"])
+            teacher_source = precision.run(teacher_fwd, torch.cat([clean, mixture]))
+            teacher_target = precision.run(teacher_fwd, tgt["image"])
             offline = tgt["pseudo"]
             if cfg["selection"] == "consensus":
                 nearest = nearest_centroid_labels(teacher_target.feat, centroids, size, centroid_valid)
@@ -108,14 +102,42 @@ def train_selftrain(settings: dict, seed: int, round_index: int, init_path: Path
                 means, present = class_means(feat, low, num_classes, settings["centroids"]["min_pixels"])
                 centroids = update_centroids_ema(centroids, means, present, cfg["centroid_momentum"])
             online["centroids"] = centroids
-        student_logits = upsample(student(torch.cat([clean, mixture])).logits, size)
+        student_logits = upsample(precision.run(student_fwd, torch.cat([clean, mixture])).logits, size)
         s_clean, s_mixed = student_logits.chunk(2)
         t_clean, t_mixed = upsample(teacher_source.logits, size).chunk(2)
-        mixed_logits = upsample(student(mixed_images).logits, size)
+        mixed_logits = upsample(precision.run(student_fwd, mixed_images).logits, size)
         distill = symmetric_distillation(s_clean, s_mixed, t_clean, t_mixed, cfg["reverse_scale"])
         terms = {"ce": seg_loss(s_clean, labels), "ce_mix": seg_loss(mixed_logits, mixed_labels),
                  "skd": cfg["distill_weight"] * distill}
-        return terms, {**selection_stats(offline, selected, tgt["label"]), **stats}
+        truth = tgt["label"] if has_truth else None
+        return terms, {**selection_stats(offline, selected, truth), **stats}
+
+    return step
+
+
+def train_selftrain(settings: dict, seed: int, round_index: int, init_path: Path, translator_path: Path,
+                    pseudo_dir: Path, centroids_path: Path, out_dir: Path) -> None:
+    generator = seed_stage(seed, "selftrain", round_index)
+    device = device_for(settings)
+    precision = precision_for(settings, device)
+    cfg = settings["stages"]["selftrain"]
+    source = batches(source_train(settings), cfg["batch_source"], settings, generator, device)
+    # Target-train labels, where they exist, are loaded for the logged accuracy only; no loss sees them.
+    target = batches(target_train(settings, pseudo_dir=str(pseudo_dir)), cfg["batch_target"], settings,
+                     generator, device)
+    translator = precision.place(load_translator(translator_path, device))
+    student = precision.place(load_segmenter(init_path, device).train())
+    teacher = make_teacher(student, settings)  # re-initialised to the student at each round, as in the paper
+    optim = dict(settings["optim"], lr=settings["optim"]["lr"] * cfg["lr_scale"])
+    optimizer = build_optimizer(*student.parameter_groups(), optim)
+    bank = torch.load(centroids_path, map_location="cpu", weights_only=False)
+    online = {"centroids": bank["centroids"].to(device)}  # updated every iteration (EMA), so checkpointed
+    centroid_valid = bank["valid"].to(device)
+
+    stage = f"selftrain{round_index}"
+    best = BestOnVal(settings, stage, out_dir, device, {"seed": seed, "round": round_index})
+    step = selftrain_step(settings, student, teacher, translator, source, target, online, centroid_valid,
+                          generator, precision, best)
 
     state = {"student": student, "teacher": teacher, "optimizer": optimizer, "source": source, "target": target,
              "generator": generator, "online": online}

@@ -19,6 +19,7 @@ from diga.train.common import (
     upsample,
 )
 from diga.train.loop import build_optimizer, run_training
+from diga.train.precision import precision_for
 
 
 def train_supervised(settings: dict, seed: int, stage: str, out_dir: Path) -> None:
@@ -35,7 +36,9 @@ def train_supervised(settings: dict, seed: int, stage: str, out_dir: Path) -> No
     else:
         dataset = source_train(settings)
     stream = batches(dataset, stage_cfg["batch"], settings, generator, device)
-    model = new_segmenter(settings, device).train()
+    precision = precision_for(settings, device)
+    model = precision.place(new_segmenter(settings, device).train())
+    forward = precision.forward(model)
     optimizer = build_optimizer(*model.parameter_groups(), settings["optim"])
 
     best = BestOnVal(settings, stage, out_dir, device, {"seed": seed})
@@ -43,7 +46,7 @@ def train_supervised(settings: dict, seed: int, stage: str, out_dir: Path) -> No
     def step(iteration: int):
         stats = best(iteration, model, None)
         batch = next(stream)
-        logits = upsample(model(batch["image"]).logits, batch["label"].shape[-2:])
+        logits = upsample(precision.run(forward, batch["image"]).logits, batch["label"].shape[-2:])
         return {"ce": seg_loss(logits, batch["label"])}, stats
 
     resume = stage_resume(settings, out_dir, stage, seed,

@@ -7,19 +7,22 @@ with LSGAN, cycle, self-reconstruction, semantic-edge and (optional) VGG percept
 from __future__ import annotations
 
 import itertools
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image
+from torch import nn
 
 from diga.atomic import atomic_path, save_torch
 from diga.models.translator import MultiScaleDiscriminator, build_generator
 from diga.provenance import provenance
 from diga.train import distributed
 from diga.train.common import batches, device_for, seed_stage, source_train, stage_resume, target_train
-from diga.train.loop import run_training
+from diga.train.loop import StepFn, run_training
+from diga.train.precision import Precision, precision_for
 
 # 5x5 Laplacian: marks label boundaries for the semantic-edge loss.
 _LAPLACIAN_5X5 = torch.tensor([[1, 1, 1, 1, 1], [1, 1, 1, 1, 1], [1, 1, -24, 1, 1], [1, 1, 1, 1, 1],
@@ -70,57 +73,87 @@ class VGGPerceptual(torch.nn.Module):
         return loss
 
 
-def train_translator(settings: dict, seed: int, out_dir: Path) -> None:
-    generator = seed_stage(seed, "translator")
-    device = device_for(settings)
+def build_translator_training(settings: dict, device: torch.device, precision: Precision) -> dict:
+    """The two generators, two discriminators, the optional perceptual loss and both Adam optimisers."""
     cfg = settings["translator"]
-    source = batches(source_train(settings), cfg["batch"], settings, generator, device)
-    target = batches(target_train(settings, with_labels=False), cfg["batch"], settings, generator, device)
-    s2t, t2s = build_generator(cfg).to(device), build_generator(cfg).to(device)
-    dis_target = MultiScaleDiscriminator(cfg["width"], cfg["disc_scales"]).to(device)  # real = target images
-    dis_source = MultiScaleDiscriminator(cfg["width"], cfg["disc_scales"]).to(device)  # real = source images
-    perceptual = VGGPerceptual(cfg["vgg_weights"]).to(device) if cfg["perceptual_weight"] > 0 else None
-    opt_gen = torch.optim.Adam(itertools.chain(s2t.parameters(), t2s.parameters()), lr=cfg["lr"], betas=(0.5, 0.999))
-    opt_dis = torch.optim.Adam(itertools.chain(dis_target.parameters(), dis_source.parameters()), lr=cfg["lr"],
+    nets = {"s2t": build_generator(cfg), "t2s": build_generator(cfg),
+            "dis_target": MultiScaleDiscriminator(cfg["width"], cfg["disc_scales"]),  # real = target images
+            "dis_source": MultiScaleDiscriminator(cfg["width"], cfg["disc_scales"])}  # real = source images
+    nets = {name: precision.place(net.to(device)) for name, net in nets.items()}
+    perceptual = VGGPerceptual(cfg["vgg_weights"]) if cfg["perceptual_weight"] > 0 else None
+    opt_gen = torch.optim.Adam(itertools.chain(nets["s2t"].parameters(), nets["t2s"].parameters()), lr=cfg["lr"],
                                betas=(0.5, 0.999))
+    opt_dis = torch.optim.Adam(itertools.chain(nets["dis_target"].parameters(), nets["dis_source"].parameters()),
+                               lr=cfg["lr"], betas=(0.5, 0.999))
     for group in opt_gen.param_groups + opt_dis.param_groups:
         group["initial_lr"] = group["lr"]
+    return {**nets, "perceptual": precision.place(perceptual.to(device)) if perceptual is not None else None,
+            "opt_gen": opt_gen, "opt_dis": opt_dis}
+
+
+def translator_step(settings: dict, parts: dict, source: Iterator[dict], target: Iterator[dict],
+                    precision: Precision) -> StepFn:
+    """One translator iteration: the discriminator update, then the generators' losses (the loop steps them)."""
+    cfg = settings["translator"]
+    s2t, t2s, dis_target, dis_source = parts["s2t"], parts["t2s"], parts["dis_target"], parts["dis_source"]
+    perceptual, opt_dis = parts["perceptual"], parts["opt_dis"]
+
+    def translate(encoder_of: nn.Module, decoder_of: nn.Module, x: torch.Tensor) -> torch.Tensor:
+        return precision.run(lambda y: decoder_of.decoder(encoder_of.encoder(y)), x)
+
+    def judge(dis: nn.Module, x: torch.Tensor) -> list[torch.Tensor]:
+        return precision.run(dis, x)
 
     def step(iteration: int):
         for group in opt_dis.param_groups:  # the discriminators follow the same poly schedule
             group["lr"] = group["initial_lr"] * (1 - iteration / cfg["iterations"]) ** 0.9
         src, tgt = next(source), next(target)
         x_s, x_t = src["image"], tgt["image"]
-        fake_t = s2t.decoder(s2t.encoder(x_s))
-        fake_s = t2s.decoder(t2s.encoder(x_t))
+        fake_t = translate(s2t, s2t, x_s)
+        fake_s = translate(t2s, t2s, x_t)
         # Discriminator update first, on detached translations.
-        dis_loss = (lsgan_discriminator_loss(dis_target(x_t), dis_target(fake_t.detach()))
-                    + lsgan_discriminator_loss(dis_source(x_s), dis_source(fake_s.detach())))
+        dis_loss = (lsgan_discriminator_loss(judge(dis_target, x_t), judge(dis_target, fake_t.detach()))
+                    + lsgan_discriminator_loss(judge(dis_source, x_s), judge(dis_source, fake_s.detach())))
         opt_dis.zero_grad(set_to_none=True)
         (cfg["adversarial_weight"] * dis_loss).backward()
         distributed.average_gradients(distributed.optimizer_params(opt_dis))
         opt_dis.step()
-        adversarial = lsgan_generator_loss(dis_target(fake_t)) + lsgan_generator_loss(dis_source(fake_s))
-        cycle = F.l1_loss(t2s.decoder(t2s.encoder(fake_t)), x_s) + F.l1_loss(s2t.decoder(s2t.encoder(fake_s)), x_t)
+        adversarial = lsgan_generator_loss(judge(dis_target, fake_t)) + lsgan_generator_loss(judge(dis_source, fake_s))
+        cycle = F.l1_loss(translate(t2s, t2s, fake_t), x_s) + F.l1_loss(translate(s2t, s2t, fake_s), x_t)
         # Self-reconstruction: each domain's encoder decoded in its own style returns the image.
-        self_recon = F.l1_loss(t2s.decoder(s2t.encoder(x_s)), x_s) + F.l1_loss(s2t.decoder(t2s.encoder(x_t)), x_t)
+        self_recon = F.l1_loss(translate(s2t, t2s, x_s), x_s) + F.l1_loss(translate(t2s, s2t, x_t), x_t)
         edges = label_edges(src["label"])
         edge = F.l1_loss(fake_t * edges, x_s * edges)
         terms = {"adv": cfg["adversarial_weight"] * adversarial, "cycle": cfg["cycle_weight"] * cycle,
                  "self": cfg["self_weight"] * self_recon, "edge": cfg["edge_weight"] * edge}
         if perceptual is not None:
-            terms["perceptual"] = cfg["perceptual_weight"] * (perceptual(fake_t, x_s) + perceptual(fake_s, x_t))
-        return terms, {"dis": dis_loss.item()}
+            with precision.autocast():
+                pair_loss = perceptual(fake_t, x_s) + perceptual(fake_s, x_t)
+            terms["perceptual"] = cfg["perceptual_weight"] * pair_loss.float()
+        return terms, {"dis": dis_loss.detach()}
 
+    return step
+
+
+def train_translator(settings: dict, seed: int, out_dir: Path) -> None:
+    generator = seed_stage(seed, "translator")
+    device = device_for(settings)
+    precision = precision_for(settings, device)
+    cfg = settings["translator"]
+    source = batches(source_train(settings), cfg["batch"], settings, generator, device)
+    target = batches(target_train(settings, with_labels=False), cfg["batch"], settings, generator, device)
+    parts = build_translator_training(settings, device, precision)
+    step = translator_step(settings, parts, source, target, precision)
     resume = stage_resume(settings, out_dir, "translator", seed, {
-        "s2t": s2t, "t2s": t2s, "dis_target": dis_target, "dis_source": dis_source, "opt_gen": opt_gen,
-        "opt_dis": opt_dis, "source": source, "target": target, "generator": generator})
-    run_training("translator", step, opt_gen, cfg["iterations"], 0.9, settings["train"]["log_every"],
+        **{k: v for k, v in parts.items() if k != "perceptual"}, "source": source, "target": target,
+        "generator": generator})
+    run_training("translator", step, parts["opt_gen"], cfg["iterations"], 0.9, settings["train"]["log_every"],
                  out_dir / "train_log.csv", resume)
     if distributed.is_main():  # one process writes the outputs
         save_torch(out_dir / "translator.pt", {
-            "translator_config": cfg, "source_to_target": s2t.state_dict(), "provenance": provenance(settings)})
-        save_examples(s2t.eval(), source_train(settings), out_dir / "examples.png", device)
+            "translator_config": cfg, "source_to_target": parts["s2t"].state_dict(),
+            "provenance": provenance(settings)})
+        save_examples(parts["s2t"].eval(), source_train(settings), out_dir / "examples.png", device)
         resume.finish()
 
 

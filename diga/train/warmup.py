@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import torch
+from torch import nn
 
 from diga.data.transforms import blend_augment
 from diga.method.distill import symmetric_distillation
@@ -26,49 +28,63 @@ from diga.train.common import (
     target_train,
     upsample,
 )
-from diga.train.loop import build_optimizer, run_training
+from diga.train.loop import StepFn, build_optimizer, run_training
+from diga.train.precision import Precision, precision_for
 
 
-def train_warmup(settings: dict, seed: int, translator_path: Path, out_dir: Path) -> None:
-    generator = seed_stage(seed, "warmup")
-    device = device_for(settings)
-    seg_loss = segmentation_loss(settings["optim"])
+def warmup_step(settings: dict, student: nn.Module, teacher: nn.Module, translator: nn.Module | None,
+                source: Iterator[dict], target: Iterator[dict] | None, generator: torch.Generator,
+                precision: Precision, best: BestOnVal | None = None) -> StepFn:
+    """One warm-up iteration's losses (the loop does backward and SGD); also what `diga bench` times."""
     cfg = settings["stages"]["warmup"]
-    source = batches(source_train(settings), cfg["batch"], settings, generator, device)
-    # Official-code quirk (off by default): target images pass through the student in train mode, so BN
-    # running statistics see the target domain although no loss does.
-    target = (batches(target_train(settings, with_labels=False), cfg["batch"], settings, generator, device)
-              if cfg["target_bn_leak"] else None)
-    translator = load_translator(translator_path, device) if cfg["mixture"] else None
-    student = new_segmenter(settings, device).train()
-    teacher = make_teacher(student, settings)
-    optimizer = build_optimizer(*student.parameter_groups(), settings["optim"])
-
-    best = BestOnVal(settings, "warmup", out_dir, device, {"seed": seed})
+    seg_loss = segmentation_loss(settings["optim"])
+    student_fwd, teacher_fwd = precision.forward(student), precision.forward(teacher)
 
     def step(iteration: int):
-        stats = best(iteration, student, teacher)
+        stats = best(iteration, student, teacher) if best is not None else {}
         update_teacher(teacher, student, ema_decay(iteration, settings["ema"]["max_decay"]))
         batch = next(source)
         clean, labels = batch["image"], batch["label"]
         augmented = blend_augment(clean, settings["augment"], cfg["aug_beta"], generator)
         if translator is not None:
             with torch.no_grad():
-                translated = translator(clean)
+                translated = precision.run(translator, clean)
             second_view = cross_domain_mixture(augmented, translated, class_mix_mask(labels, generator))
         else:
             second_view = augmented
         if target is not None:
             with torch.no_grad():
-                student(next(target)["image"])
+                precision.run(student_fwd, next(target)["image"])
         size = labels.shape[-2:]
-        student_logits = upsample(student(torch.cat([clean, second_view])).logits, size)
+        both = torch.cat([clean, second_view])
+        student_logits = upsample(precision.run(student_fwd, both).logits, size)
         with torch.no_grad():
-            teacher_logits = upsample(teacher(torch.cat([clean, second_view])).logits, size)
+            teacher_logits = upsample(precision.run(teacher_fwd, both).logits, size)
         s_clean, s_mixed = student_logits.chunk(2)
         t_clean, t_mixed = teacher_logits.chunk(2)
         distill = symmetric_distillation(s_clean, s_mixed, t_clean, t_mixed, cfg["reverse_scale"])
         return {"ce": seg_loss(s_clean, labels), "skd": cfg["distill_weight"] * distill}, stats
+
+    return step
+
+
+def train_warmup(settings: dict, seed: int, translator_path: Path, out_dir: Path) -> None:
+    generator = seed_stage(seed, "warmup")
+    device = device_for(settings)
+    precision = precision_for(settings, device)
+    cfg = settings["stages"]["warmup"]
+    source = batches(source_train(settings), cfg["batch"], settings, generator, device)
+    # Official-code quirk (off by default): target images pass through the student in train mode, so BN
+    # running statistics see the target domain although no loss does.
+    target = (batches(target_train(settings, with_labels=False), cfg["batch"], settings, generator, device)
+              if cfg["target_bn_leak"] else None)
+    translator = precision.place(load_translator(translator_path, device)) if cfg["mixture"] else None
+    student = precision.place(new_segmenter(settings, device).train())
+    teacher = make_teacher(student, settings)
+    optimizer = build_optimizer(*student.parameter_groups(), settings["optim"])
+
+    best = BestOnVal(settings, "warmup", out_dir, device, {"seed": seed})
+    step = warmup_step(settings, student, teacher, translator, source, target, generator, precision, best)
 
     state = {"student": student, "teacher": teacher, "optimizer": optimizer, "source": source, "generator": generator,
              "best": best}

@@ -49,16 +49,18 @@ for _name in config["ablations"]["run"]:
 
 # The config sections each rule reads ("data" always). They are all a job gets, so Snakemake's params
 # trigger reruns exactly the jobs whose settings changed, and a variant reuses every stage it does not change.
+# What inference reads of the train section: where and at which precision the networks run.
+INFERENCE = ["train.device", "train.precision", "train.channels_last"]
 RULE_SECTIONS = {
     "make_toy": ["toycity"],
     "translator": ["translator", "train"],
     "source_only": ["model", "optim", "train", "stages.source_only", *TRAIN_EVAL],
     "oracle": ["model", "optim", "train", "stages.oracle", *TRAIN_EVAL],
     "warmup": ["model", "optim", "ema", "augment", "train", "stages.warmup", *TRAIN_EVAL],
-    "pseudolabels": ["evaluate"],
-    "centroids": ["centroids"],
+    "pseudolabels": ["evaluate", *INFERENCE],
+    "centroids": ["centroids", *INFERENCE],
     "selftrain": ["optim", "ema", "augment", "centroids", "train", "stages.selftrain", *TRAIN_EVAL],
-    "evaluate": ["evaluate"],
+    "evaluate": ["evaluate", *INFERENCE],
 }
 
 
@@ -137,9 +139,9 @@ def settings(rule_name, seed=None, variant=""):
     if rule_name == "figures":  # the qualitative grid runs inference
         picked["evaluate"] = cfg["evaluate"]
     for section in RULE_SECTIONS.get(rule_name, []):
-        if section.startswith("stages."):
-            stage = section.removeprefix("stages.")
-            picked.setdefault("stages", {})[stage] = cfg["stages"][stage]
+        if "." in section:  # one key of a section, e.g. stages.warmup
+            outer, key = section.split(".", 1)
+            picked.setdefault(outer, {})[key] = cfg[outer][key]
         else:
             picked[section] = cfg[section]
     return json.dumps(picked, sort_keys=True)
