@@ -111,6 +111,20 @@ def build_parser() -> argparse.ArgumentParser:
     _common(p, seed=False)
     p.add_argument("--out", required=True, type=Path)
 
+    p = sub.add_parser("bench", help="time each stage's iteration in each precision mode (fp32 baseline side by "
+                                     "side); print a table and write a CSV")
+    _common(p, seed=False)
+    p.add_argument("--stages", nargs="+", default=["warmup", "selftrain", "translator", "evaluate"],
+                   help="warmup selftrain translator evaluate (and data, the loader)")
+    p.add_argument("--modes", nargs="+", default=None,
+                   help="fp32 tf32 bf16 bf16+cl bf16+cl+compile (default: all on CUDA; fp32 bf16 bf16+cl on CPU)")
+    p.add_argument("--iterations", type=int, default=10, help="timed iterations per (stage, mode)")
+    p.add_argument("--warmup", type=int, default=3, help="untimed iterations first (compilation, allocator)")
+    p.add_argument("--eval-size", nargs=2, type=int, default=None, metavar=("H", "W"),
+                   help="image size of the evaluate stage (default: the config's crop)")
+    p.add_argument("--crop", nargs=2, type=int, default=None, metavar=("H", "W"), help="override data.crop")
+    p.add_argument("--out", required=True, type=Path, help="CSV to write")
+
     p = sub.add_parser("figures", help="training curves, per-class IoU, qualitative grid, confusion matrix")
     _common(p, seed=False)
     p.add_argument("--metrics", nargs="+", required=True, type=Path)
@@ -228,11 +242,39 @@ def run(args: argparse.Namespace, argv: list[str]) -> None:
         from diga.report.run_info import write_run_info
 
         write_run_info(settings, args.out)
+    elif command == "bench":
+        run_bench_command(settings, args)
     elif command == "figures":
         from diga.report.figures import make_figures
 
         make_figures(settings, args.metrics, _pairs(args.logs), _pairs(args.models), args.out_dir,
                      args.final_stage, args.qualitative_images)
+
+
+def run_bench_command(settings: dict, args: argparse.Namespace) -> None:
+    import datetime
+
+    import torch
+
+    from diga.bench import harness
+    from diga.provenance import git_commit
+    from diga.train.common import device_for
+
+    device = device_for(settings)
+    if args.crop:
+        settings["data"]["crop"] = list(args.crop)
+    modes = args.modes or (list(harness.MODES) if device.type == "cuda" else ["fp32", "bf16", "bf16+cl"])
+    eval_size = tuple(args.eval_size or settings["data"]["crop"])
+    rows = harness.run_bench(settings, [s for s in args.stages if s != "data"], modes, device, args.iterations,
+                             args.warmup, eval_size)
+    context = {"device": harness.describe_device(device), "torch": torch.__version__,
+               "date": datetime.date.today().isoformat(), "benchmark": settings["benchmark"],
+               "crop": "x".join(map(str, settings["data"]["crop"])), "eval_size": "x".join(map(str, eval_size)),
+               "commit": git_commit()}
+    print(f"{context['device']}, torch {context['torch']}, {context['benchmark']}, crop {context['crop']}")
+    print(harness.format_table(rows))
+    harness.write_rows(rows, args.out, context)
+    print(f"wrote {args.out}")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -18,10 +18,21 @@ def update_teacher(teacher: nn.Module, student: nn.Module, decay: float) -> None
     The official code averages parameters only and keeps its teacher in train mode (batch statistics);
     averaging the running statistics too lets the teacher run in eval mode, as intended.
     """
-    for t_param, s_param in zip(teacher.parameters(), student.parameters(), strict=True):
-        t_param.mul_(decay).add_(s_param.detach(), alpha=1 - decay)
-    for t_buf, s_buf in zip(teacher.buffers(), student.buffers(), strict=True):
-        if t_buf.dtype.is_floating_point:
-            t_buf.mul_(decay).add_(s_buf, alpha=1 - decay)
-        else:
+    # One fused call per list instead of two kernels per tensor (hundreds of tensors in ResNet-101): the same
+    # arithmetic, without the launch overhead.
+    t_params, s_params = list(teacher.parameters()), [p.detach() for p in student.parameters()]
+    if len(t_params) != len(s_params):
+        raise ValueError("teacher and student have different parameter lists")
+    _average(t_params, s_params, decay)
+    pairs = list(zip(teacher.buffers(), student.buffers(), strict=True))
+    _average([t for t, _ in pairs if t.dtype.is_floating_point], [s for t, s in pairs if t.dtype.is_floating_point],
+             decay)
+    for t_buf, s_buf in pairs:
+        if not t_buf.dtype.is_floating_point:  # BN's batch counter
             t_buf.copy_(s_buf)
+
+
+def _average(teacher: list[torch.Tensor], student: list[torch.Tensor], decay: float) -> None:
+    if teacher:
+        torch._foreach_mul_(teacher, decay)
+        torch._foreach_add_(teacher, student, alpha=1 - decay)

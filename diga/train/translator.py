@@ -50,15 +50,16 @@ class VGGPerceptual(torch.nn.Module):
     SLICES = (2, 7, 12, 21, 30)
     WEIGHTS = (1 / 32, 1 / 16, 1 / 8, 1 / 4, 1.0)
 
-    def __init__(self, weights_path: str | None):
+    def __init__(self, weights_path: str | None, pretrained: bool = True):
         super().__init__()
         import torchvision
 
         from diga.models.weights import resolve_vgg_weights
 
-        weights_path = resolve_vgg_weights(weights_path)
         vgg = torchvision.models.vgg19()
-        vgg.load_state_dict(torch.load(weights_path, map_location="cpu", weights_only=True))
+        if pretrained:  # random weights only for `diga bench`, which times the network, not its features
+            weights_path = resolve_vgg_weights(weights_path)
+            vgg.load_state_dict(torch.load(weights_path, map_location="cpu", weights_only=True))
         self.features = vgg.features[: self.SLICES[-1]].eval().requires_grad_(False)
         self.register_buffer("mean", torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1))
         self.register_buffer("std", torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1))
@@ -73,14 +74,15 @@ class VGGPerceptual(torch.nn.Module):
         return loss
 
 
-def build_translator_training(settings: dict, device: torch.device, precision: Precision) -> dict:
+def build_translator_training(settings: dict, device: torch.device, precision: Precision,
+                              pretrained_vgg: bool = True) -> dict:
     """The two generators, two discriminators, the optional perceptual loss and both Adam optimisers."""
     cfg = settings["translator"]
     nets = {"s2t": build_generator(cfg), "t2s": build_generator(cfg),
             "dis_target": MultiScaleDiscriminator(cfg["width"], cfg["disc_scales"]),  # real = target images
             "dis_source": MultiScaleDiscriminator(cfg["width"], cfg["disc_scales"])}  # real = source images
     nets = {name: precision.place(net.to(device)) for name, net in nets.items()}
-    perceptual = VGGPerceptual(cfg["vgg_weights"]) if cfg["perceptual_weight"] > 0 else None
+    perceptual = VGGPerceptual(cfg["vgg_weights"], pretrained_vgg) if cfg["perceptual_weight"] > 0 else None
     opt_gen = torch.optim.Adam(itertools.chain(nets["s2t"].parameters(), nets["t2s"].parameters()), lr=cfg["lr"],
                                betas=(0.5, 0.999))
     opt_dis = torch.optim.Adam(itertools.chain(nets["dis_target"].parameters(), nets["dis_source"].parameters()),

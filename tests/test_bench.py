@@ -1,0 +1,66 @@
+"""`diga bench`: every (stage, mode) timed, ratios to the fp32 baseline of the same run, FLOPs counted."""
+
+from __future__ import annotations
+
+import csv
+
+import pytest
+import torch
+import yaml
+
+from diga import config as config_module
+from diga.bench.harness import FixedBatches, count_flop, run_bench
+from diga.cli import main
+
+from conftest import TINY_CONFIG
+
+
+def test_flop_count_of_a_matmul_and_a_convolution():
+    a, b = torch.rand(32, 64), torch.rand(64, 16)
+    assert count_flop(lambda: a @ b) == 2 * 32 * 64 * 16
+    conv = torch.nn.Conv2d(3, 8, 3, padding=1, bias=False)
+    image = torch.rand(1, 3, 10, 10)
+    assert count_flop(lambda: conv(image)) == 2 * (8 * 10 * 10) * (3 * 3 * 3)  # multiply-adds per output
+
+
+def test_fixed_batches_hold_block_labels_in_range():
+    stream = FixedBatches(2, (64, 128), 19, torch.device("cpu"), seed=0, pseudo=True)
+    batch = next(stream)
+    assert batch["image"].shape == (2, 3, 64, 128) and batch["label"].shape == (2, 64, 128)
+    assert 0 <= int(batch["label"].min()) and int(batch["label"].max()) < 19
+    assert batch["label"].unique().numel() > 2  # several regions, as in a scene
+    assert next(stream) is batch  # no data cost inside the timed iteration
+
+
+def test_bench_times_every_stage_and_mode(tmp_path):
+    settings = config_module.validate(yaml.safe_load(TINY_CONFIG.read_text()), str(TINY_CONFIG))
+    rows = run_bench(settings, ["warmup", "selftrain", "translator", "evaluate"], ["bf16"],
+                     torch.device("cpu"), iterations=1, warmup=1, eval_size=(32, 64))
+    assert [(r["stage"], r["mode"]) for r in rows] == [
+        (stage, mode) for stage in ("warmup", "selftrain", "translator", "evaluate") for mode in ("fp32", "bf16")]
+    for fp32, bf16 in zip(rows[::2], rows[1::2], strict=True):
+        assert fp32["speedup_vs_fp32"] == 1.0
+        assert bf16["speedup_vs_fp32"] == pytest.approx(fp32["ms_median"] / bf16["ms_median"], rel=0.01)
+        assert fp32["tflop_per_iter"] > 0 and bf16["tflop_per_iter"] == fp32["tflop_per_iter"]
+        assert fp32["fraction_of_peak"] == pytest.approx(fp32["achieved_tflops"] / fp32["peak_tflops_measured"],
+                                                         rel=0.02)
+        assert fp32["peak_gib"] is None  # device memory is only measured on CUDA
+    warmup, selftrain = rows[0], rows[2]
+    assert selftrain["tflop_per_iter"] > warmup["tflop_per_iter"]  # the extra target-mix forward and backward
+    assert warmup["images_per_s"] == pytest.approx(2 / (warmup["ms_median"] / 1000), rel=0.01)  # batch 2
+
+
+def test_bench_command_writes_csv_with_context(tmp_path, capsys):
+    out = tmp_path / "bench.csv"
+    assert main(["bench", "--config", str(TINY_CONFIG), "--stages", "evaluate", "--modes", "fp32",
+                 "--iterations", "1", "--warmup", "0", "--out", str(out)]) == 0
+    rows = list(csv.DictReader(out.open()))
+    assert len(rows) == 1 and rows[0]["stage"] == "evaluate" and rows[0]["torch"] == torch.__version__
+    assert rows[0]["device"].startswith("CPU") and rows[0]["crop"] == "32x64"
+    assert "| evaluate | fp32 |" in capsys.readouterr().out
+
+
+def test_unknown_mode_is_rejected():
+    settings = config_module.validate(yaml.safe_load(TINY_CONFIG.read_text()), str(TINY_CONFIG))
+    with pytest.raises(ValueError, match="unknown bench mode"):
+        run_bench(settings, ["evaluate"], ["fp8"], torch.device("cpu"), 1, 0, (32, 64))
