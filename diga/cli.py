@@ -125,6 +125,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--crop", nargs=2, type=int, default=None, metavar=("H", "W"), help="override data.crop")
     p.add_argument("--out", required=True, type=Path, help="CSV to write")
 
+    p = sub.add_parser("bench-numerics", help="bf16 against fp32 on the same random batch: logits, loss, gradient")
+    _common(p, seed=False)
+    p.add_argument("--batch", type=int, default=2)
+    p.add_argument("--mode", default="bf16+cl", help="the mode compared with fp32 (see diga bench --modes)")
+    p.add_argument("--out", required=True, type=Path, help="JSON to write")
+
     p = sub.add_parser("figures", help="training curves, per-class IoU, qualitative grid, confusion matrix")
     _common(p, seed=False)
     p.add_argument("--metrics", nargs="+", required=True, type=Path)
@@ -244,6 +250,19 @@ def run(args: argparse.Namespace, argv: list[str]) -> None:
         write_run_info(settings, args.out)
     elif command == "bench":
         run_bench_command(settings, args)
+    elif command == "bench-numerics":
+        import json
+
+        from diga.atomic import write_json
+        from diga.bench.harness import describe_device
+        from diga.bench.numerics import compare_bf16
+        from diga.train.common import device_for
+
+        device = device_for(settings)
+        result = {"device": describe_device(device), "mode": args.mode, "batch": args.batch,
+                  "crop": settings["data"]["crop"], **compare_bf16(settings, device, args.batch, args.mode)}
+        print(json.dumps(result, indent=1))
+        write_json(args.out, result)
     elif command == "figures":
         from diga.report.figures import make_figures
 
