@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Issue 6's GPU check, one call on an H100/H200 in under 8 minutes (the `device` tool; first run
+# benchmarks/device_wheels.sh here):   run(command="bash benchmarks/gpu_check.sh", carry=[".whl"], timeout_s=540)
+#  1. `diga bench` at the paper's network, batch and crop (config/gta5_to_cityscapes.yaml: DeepLabV2-R101,
+#     3 + 3 crops of 512x896, evaluation at 1024x2048), every mode, the fp32 eager baseline in the same process;
+#  2. torch.compile on the warm-up iteration and evaluation (compilation takes minutes, so only those two);
+#  3. bf16 + channels_last against fp32 on one random batch of the paper's network (logits, loss, gradient);
+#  4. the data loader at the paper's crop with 0, 1 and 8 workers.
+# Everything lands in $OUT (benchmarks/scratch/gpu without the device tool); copy the tables into
+# benchmarks/RESULTS.md with the card, the date and the torch version.
+set -uo pipefail
+OUT=${OUT:-benchmarks/scratch/gpu}
+mkdir -p "$OUT"
+export PYTHONUNBUFFERED=1
+if ! python3 -c "import jsonschema" 2>/dev/null; then
+  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site .whl/*.whl || exit 1
+  export PYTHONPATH=/tmp/site
+fi
+export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
+CONFIG=config/gta5_to_cityscapes.yaml
+step() {  # name, time limit (s), command...: a step that fails or overruns is reported and the next one runs
+  local name=$1 limit=$2; shift 2
+  echo "== $name ($(date +%T))"
+  timeout "$limit" "$@" 2>&1 | tee "$OUT/$name.log" | grep -v '^\[bench\]'
+  echo "== $name: exit ${PIPESTATUS[0]}"
+}
+{ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
+  python3 -c "import torch; print('torch', torch.__version__)"; } | tee "$OUT/device.txt"
+step modes 240 python3 -m diga bench --config $CONFIG --modes fp32 tf32 bf16 bf16+cl \
+  --iterations 10 --warmup 3 --eval-size 1024 2048 --out "$OUT/bench_modes.csv"
+step compile 170 python3 -m diga bench --config $CONFIG --stages warmup evaluate --modes bf16+cl bf16+cl+compile \
+  --iterations 15 --warmup 5 --eval-size 1024 2048 --out "$OUT/bench_compile.csv"
+step numerics 40 python3 -m diga bench-numerics --config $CONFIG --batch 3 --out "$OUT/numerics.json"
