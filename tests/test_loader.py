@@ -112,3 +112,21 @@ def test_auto_workers_none_on_cpu_some_per_gpu_process(monkeypatch):
 
 def test_stages_still_import_the_stream_from_common():
     assert batches is BatchStream
+
+
+def test_bench_data_times_each_worker_count(settings, tmp_path):
+    import csv
+    import json
+
+    from diga.cli import main
+
+    out = tmp_path / "loader.csv"
+    assert main(["bench-data", "--config", json.dumps(settings), "--workers", "0", "1", "--batches", "3",
+                 "--batch-size", "2", "--out", str(out)]) == 0
+    rows = list(csv.DictReader(out.open()))
+    assert [row["workers"] for row in rows] == ["0", "1"]
+    for row in rows:
+        assert row["batches"] == "3" and row["benchmark"] == "tiny" and row["crop"] == "32x64"
+        # The two figures are the same measurement: 2 crops per batch.
+        assert float(row["images_per_s"]) == pytest.approx(2000 / float(row["ms_per_batch"]), rel=0.01)
+    assert rows[0]["speedup_vs_0"] == "1.0"
