@@ -3,6 +3,7 @@ out, and no worker left running."""
 
 from __future__ import annotations
 
+import functools
 import gc
 import multiprocessing
 
@@ -94,7 +95,7 @@ def test_workers_stop_on_close_error_and_garbage_collection(settings):
     assert len(started) == 2 and not any(p.is_alive() for p in started)
 
     dropped = _stream(settings, 2)
-    workers = _workers_started_by(lambda: next(dropped))
+    workers = _workers_started_by(functools.partial(next, dropped))
     del dropped  # the finaliser stops its workers
     gc.collect()
     assert len(workers) == 2 and not any(p.is_alive() for p in workers)

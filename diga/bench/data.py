@@ -33,7 +33,8 @@ def measure_loader(settings: dict, workers: int, batches: int, batch_size: int,
         synchronize(device)
         seconds = time.perf_counter() - start
     return {"workers": workers, "batch_size": batch_size, "batches": batches,
-            "images_per_s": round(batches * batch_size / seconds, 1), "ms_per_batch": round(1000 * seconds / batches, 3)}
+            "images_per_s": round(batches * batch_size / seconds, 1),
+            "ms_per_batch": round(1000 * seconds / batches, 3)}
 
 
 def bench_loader(settings: dict, workers: list[int], batches: int, batch_size: int,
