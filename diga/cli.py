@@ -131,6 +131,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--mode", default="bf16+cl", help="the mode compared with fp32 (see diga bench --modes)")
     p.add_argument("--out", required=True, type=Path, help="JSON to write")
 
+    p = sub.add_parser("bench-data", help="crops per second through the training loader (decode, rescale, crop, "
+                                          "flip, crop filter, collate) per number of loader workers; table and CSV")
+    _common(p, seed=False)
+    p.add_argument("--workers", nargs="+", type=int, default=[0, 1, 2], help="loader worker counts to time")
+    p.add_argument("--batches", type=int, default=100, help="timed batches per worker count (after a warm-up)")
+    p.add_argument("--batch-size", type=int, default=None, help="default: stages.warmup.batch")
+    p.add_argument("--out", required=True, type=Path, help="CSV to write")
+
     p = sub.add_parser("figures", help="training curves, per-class IoU, qualitative grid, confusion matrix")
     _common(p, seed=False)
     p.add_argument("--metrics", nargs="+", required=True, type=Path)
@@ -250,6 +258,8 @@ def run(args: argparse.Namespace, argv: list[str]) -> None:
         write_run_info(settings, args.out)
     elif command == "bench":
         run_bench_command(settings, args)
+    elif command == "bench-data":
+        run_bench_data_command(settings, args)
     elif command == "bench-numerics":
         import json
 
@@ -271,12 +281,7 @@ def run(args: argparse.Namespace, argv: list[str]) -> None:
 
 
 def run_bench_command(settings: dict, args: argparse.Namespace) -> None:
-    import datetime
-
-    import torch
-
     from diga.bench import harness
-    from diga.provenance import git_commit
     from diga.train.common import device_for
 
     device = device_for(settings)
@@ -286,14 +291,35 @@ def run_bench_command(settings: dict, args: argparse.Namespace) -> None:
     eval_size = tuple(args.eval_size or settings["data"]["crop"])
     rows = harness.run_bench(settings, [s for s in args.stages if s != "data"], modes, device, args.iterations,
                              args.warmup, eval_size)
+    _report_bench(rows, settings, device, args.out, eval_size="x".join(map(str, eval_size)))
+
+
+def run_bench_data_command(settings: dict, args: argparse.Namespace) -> None:
+    from diga.bench.data import bench_loader
+    from diga.train.common import device_for
+
+    device = device_for(settings)
+    rows = bench_loader(settings, args.workers, args.batches, args.batch_size or settings["stages"]["warmup"]["batch"],
+                        device)
+    _report_bench(rows, settings, device, args.out)
+
+
+def _report_bench(rows: list[dict], settings: dict, device, out: Path, **extra: str) -> None:
+    """Print a benchmark's rows as a table and write them as CSV, each with the run's context."""
+    import datetime
+
+    import torch
+
+    from diga.bench import harness
+    from diga.provenance import git_commit
+
     context = {"device": harness.describe_device(device), "torch": torch.__version__,
                "date": datetime.date.today().isoformat(), "benchmark": settings["benchmark"],
-               "crop": "x".join(map(str, settings["data"]["crop"])), "eval_size": "x".join(map(str, eval_size)),
-               "commit": git_commit()}
+               "crop": "x".join(map(str, settings["data"]["crop"])), **extra, "commit": git_commit()}
     print(f"{context['device']}, torch {context['torch']}, {context['benchmark']}, crop {context['crop']}")
     print(harness.format_table(rows))
-    harness.write_rows(rows, args.out, context)
-    print(f"wrote {args.out}")
+    harness.write_rows(rows, out, context)
+    print(f"wrote {out}")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -7,9 +7,6 @@ import json
 from pathlib import Path
 from typing import Any
 
-import jsonschema
-import yaml
-
 SCHEMA_PATH = Path(__file__).resolve().parents[1] / "workflow" / "schemas" / "config.schema.yaml"
 
 
@@ -19,6 +16,7 @@ class ConfigError(ValueError):
 
 def _with_defaults(validator_class):
     """A validator that also writes each property's `default` into the instance (as Snakemake's validate does)."""
+    import jsonschema  # imported here: `diga --help` and argument errors need neither it nor yaml (~60 ms)
     validate_properties = validator_class.VALIDATORS["properties"]
 
     def set_defaults(validator, properties, instance, schema):
@@ -33,6 +31,8 @@ def _with_defaults(validator_class):
 
 def validate(settings: dict[str, Any], source: str = "config") -> dict[str, Any]:
     """Return a validated copy of `settings` with defaults filled; raise ConfigError naming each problem."""
+    import jsonschema
+    import yaml
     schema = yaml.safe_load(SCHEMA_PATH.read_text())
     settings = copy.deepcopy(settings)
     validator = _with_defaults(jsonschema.Draft202012Validator)(schema)
@@ -50,6 +50,7 @@ def validate(settings: dict[str, Any], source: str = "config") -> dict[str, Any]
 
 def load(spec: str) -> dict[str, Any]:
     """Load a config from a YAML/JSON file path, or from an inline JSON object (what the Snakemake rules pass)."""
+    import yaml
     if spec.lstrip().startswith("{"):
         return validate(json.loads(spec), "inline config")
     path = Path(spec)

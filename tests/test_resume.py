@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -142,32 +143,55 @@ def test_checkpoint_from_other_settings_is_ignored(prepared, tmp_path, monkeypat
     assert "ignoring" in capsys.readouterr().err
 
 
+def _session_processes(session: int) -> list[int]:
+    """Processes still running in a session (Linux /proc): a stage and any loader workers it left behind."""
+    pids = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:  # it ended meanwhile
+            continue
+        if int(fields[3]) == session and fields[0] != "Z":
+            pids.append(int(stat.parent.name))
+    return pids
+
+
 def test_cli_saves_and_exits_on_sigterm_then_resumes(prepared, tmp_path):
-    """The real signal path: `diga source-only` gets SIGTERM mid-run, exits with the retry status, and resumes."""
+    """The real signal path: `diga source-only` gets SIGTERM mid-run, exits with the retry status, and resumes.
+
+    The interrupted run loads batches with 2 worker processes, which must not outlive it, and the rerun with 1:
+    the result is still that of the straight run (loading in the training process).
+    """
     root, settings = prepared
     settings = copy.deepcopy(settings)
     settings["stages"]["source_only"]["iterations"] = 150
     settings["train"]["checkpoint_every"] = 1000  # only the checkpoint saved on SIGTERM
     env = dict(os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
 
-    def command(out):
-        return [sys.executable, "-m", "diga", "--threads", "1", "source-only", "--config", json.dumps(settings),
+    def command(out, workers):
+        config = copy.deepcopy(settings)
+        config["train"]["loader_workers"] = workers
+        return [sys.executable, "-m", "diga", "--threads", "1", "source-only", "--config", json.dumps(config),
                 "--seed", "0", "--out-dir", str(out)]
 
-    straight = subprocess.run(command(tmp_path / "straight"), cwd=root, env=env, capture_output=True, text=True)
+    straight = subprocess.run(command(tmp_path / "straight", 0), cwd=root, env=env, capture_output=True, text=True)
     assert straight.returncode == 0, straight.stderr
-    process = subprocess.Popen(command(tmp_path / "resumed"), cwd=root, env=env, stderr=subprocess.PIPE, text=True)
-    # Wait for training to start (the first progress line), then stop it like Slurm's time limit would.
+    process = subprocess.Popen(command(tmp_path / "resumed", 2), cwd=root, env=env, stderr=subprocess.PIPE,
+                               text=True, start_new_session=True)
+    # Wait for training to start (the first progress line), then stop it like Slurm's time limit would: every
+    # process of the job gets the signal.
     line = process.stderr.readline()
     assert "[source_only] it" in line, line
-    process.send_signal(signal.SIGTERM)
+    assert len(_session_processes(process.pid)) == 3  # the stage and its 2 loader workers
+    os.killpg(process.pid, signal.SIGTERM)
     _, err = process.communicate(timeout=60)
     assert process.returncode == INTERRUPTED_EXIT_CODE, err
     assert "stopped by SIGTERM" in err
+    assert _session_processes(process.pid) == []
     stopped_at = torch.load(tmp_path / "resumed" / RESUME_FILE, weights_only=False)["iteration"]
     assert 0 < stopped_at < 150
     start = time.monotonic()
-    again = subprocess.run(command(tmp_path / "resumed"), cwd=root, env=env, capture_output=True, text=True)
+    again = subprocess.run(command(tmp_path / "resumed", 1), cwd=root, env=env, capture_output=True, text=True)
     assert again.returncode == 0, again.stderr
     assert f"resumed from {tmp_path / 'resumed' / RESUME_FILE} at iteration {stopped_at}/150" in again.stderr
     print(f"stopped at {stopped_at}/150, resumed run took {time.monotonic() - start:.1f}s")

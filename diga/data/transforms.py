@@ -6,7 +6,6 @@ import math
 
 import torch
 import torch.nn.functional as F
-import torchvision.transforms.v2.functional as TF
 
 from diga.data.labels import IGNORE_INDEX
 
@@ -78,6 +77,9 @@ def photometric_augment(images: torch.Tensor, settings: dict, generator: torch.G
 
     The official code runs these on normalised BGR tensors (a quirk); we apply them where they are defined.
     """
+    # Imported here: torchvision's import costs every job ~1.3 s (it loads its models and torch._dynamo), and
+    # only the stages with this augmentation need it, not the loader workers, evaluation or pseudo-labels.
+    import torchvision.transforms.v2.functional as TF
     out = []
     for image in images:
         if _happens(settings["jitter_p"], generator):

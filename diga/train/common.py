@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +14,7 @@ from torch import nn
 from diga.atomic import save_torch
 from diga.data.datasets import SegmentationList
 from diga.data.labels import IGNORE_INDEX
-from diga.data.transforms import filtered_crop
+from diga.data.loader import BatchStream  # re-exported: the stages (and others) import it from here
 from diga.models.deeplabv2 import DeepLabV2, build_segmenter
 from diga.models.translator import Generator, build_generator
 from diga.provenance import provenance
@@ -67,39 +66,6 @@ def target_train(settings: dict, with_labels: bool | None = None, pseudo_dir: st
 def target_val(settings: dict) -> SegmentationList:
     data = settings["data"]
     return SegmentationList(data["target"]["root"], data["target"]["val_list"], data["num_classes"])
-
-
-class BatchStream:
-    """An endless stream of augmented (rescale, crop, flip) batches in a seeded random order.
-
-    Its position (the rest of the current shuffled order) is saved by `state_dict`; the generator, often shared
-    with the stage's augmentation, is checkpointed by the stage itself.
-    """
-
-    def __init__(self, dataset: SegmentationList, batch_size: int, settings: dict, generator: torch.Generator,
-                 device: torch.device):
-        self.dataset, self.batch_size, self.generator, self.device = dataset, batch_size, generator, device
-        self.crop, self.scale = tuple(settings["data"]["crop"]), tuple(settings["data"]["scale"])
-        self.crop_filter_tries = settings["data"]["crop_filter_tries"]
-        self.order: list[int] = []
-
-    def __iter__(self) -> Iterator[dict[str, torch.Tensor]]:
-        return self
-
-    def __next__(self) -> dict[str, torch.Tensor]:
-        while len(self.order) < self.batch_size:
-            self.order += torch.randperm(len(self.dataset), generator=self.generator).tolist()
-        chosen, self.order = self.order[: self.batch_size], self.order[self.batch_size:]
-        items = [filtered_crop(self.dataset[i], self.crop, self.scale, self.generator, self.crop_filter_tries)
-                 for i in chosen]
-        return {key: torch.stack([item[key] for item in items]).to(self.device)
-                for key in items[0] if isinstance(items[0][key], torch.Tensor)}
-
-    def state_dict(self) -> dict[str, list[int]]:
-        return {"order": list(self.order)}
-
-    def load_state_dict(self, state: dict[str, list[int]]) -> None:
-        self.order = list(state["order"])
 
 
 batches = BatchStream  # the stages' name for it

@@ -36,6 +36,8 @@ def fingerprint(settings: dict, stage: str, seed: int, inputs: Iterable[str | Pa
     for path in inputs:
         stat = Path(path).stat()
         files.append([str(path), stat.st_size, stat.st_mtime_ns])
+    # The loader's process count changes no number, so a stage may resume with another one.
+    settings = dict(settings, train={k: v for k, v in settings.get("train", {}).items() if k != "loader_workers"})
     payload = json.dumps({"stage": stage, "seed": seed, "settings": settings, "inputs": files}, sort_keys=True,
                          default=str)
     return hashlib.sha256(payload.encode()).hexdigest()[:16]

@@ -1,0 +1,47 @@
+"""`diga bench-data`: crops per second through the training loader, for each number of loader workers.
+
+What is timed is what a stage waits for: PNG decode of the prepared files, rescale, crop, flip, crop filter,
+collate, and (on CUDA) pinning and the copy to the device, for source-train batches (labelled, so the crop filter
+runs). Nothing consumes the batches, so the figure is the loader's ceiling.
+"""
+
+from __future__ import annotations
+
+import time
+
+import torch
+
+from diga.bench.harness import synchronize
+from diga.data.loader import BatchStream
+from diga.train.common import source_train
+
+
+def measure_loader(settings: dict, workers: int, batches: int, batch_size: int,
+                   device: torch.device | None = None, prefetch: int = 2) -> dict:
+    """Time `batches` batches after a warm-up long enough to start the workers and drain their first burst (the
+    batches they load ahead before the steady state), so the rate is the sustained one."""
+    device = torch.device("cpu") if device is None else device
+    stream = BatchStream(source_train(settings), batch_size, settings, torch.Generator().manual_seed(0), device,
+                         workers=workers, prefetch=prefetch)
+    with stream:
+        for _ in range(max(5, 2 * prefetch * workers)):
+            next(stream)
+        synchronize(device)
+        start = time.perf_counter()
+        for _ in range(batches):
+            next(stream)
+        synchronize(device)
+        seconds = time.perf_counter() - start
+    return {"workers": workers, "batch_size": batch_size, "batches": batches,
+            "images_per_s": round(batches * batch_size / seconds, 1),
+            "ms_per_batch": round(1000 * seconds / batches, 3)}
+
+
+def bench_loader(settings: dict, workers: list[int], batches: int, batch_size: int,
+                 device: torch.device | None = None) -> list[dict]:
+    """One row per worker count, each with its speed relative to loading in the training process (0 workers)."""
+    rows = [measure_loader(settings, count, batches, batch_size, device) for count in workers]
+    baseline = next((row["images_per_s"] for row in rows if row["workers"] == 0), None)
+    for row in rows:
+        row["speedup_vs_0"] = None if baseline is None else round(row["images_per_s"] / baseline, 2)
+    return rows
