@@ -21,13 +21,16 @@ CONFIG=config/gta5_to_cityscapes.yaml
 step() {  # name, time limit (s), command...: a step that fails or overruns is reported and the next one runs
   local name=$1 limit=$2; shift 2
   echo "== $name ($(date +%T))"
-  timeout "$limit" "$@" 2>&1 | tee "$OUT/$name.log" | grep -v '^\[bench\]'
+  timeout "$limit" "$@" 2>&1 | tee "$OUT/$name.log" | grep -v '^\[bench\] .* \.\.\.$'
   echo "== $name: exit ${PIPESTATUS[0]}"
 }
 { nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
   python3 -c "import torch; print('torch', torch.__version__)"; } | tee "$OUT/device.txt"
-step modes 240 python3 -m diga bench --config $CONFIG --modes fp32 tf32 bf16 bf16+cl \
+step modes 200 python3 -m diga bench --config $CONFIG --modes fp32 tf32 bf16 bf16+cl \
   --iterations 10 --warmup 3 --eval-size 1024 2048 --out "$OUT/bench_modes.csv"
-step compile 170 python3 -m diga bench --config $CONFIG --stages warmup evaluate --modes bf16+cl bf16+cl+compile \
+step compile 150 python3 -m diga bench --config $CONFIG --stages warmup evaluate --modes bf16+cl bf16+cl+compile \
   --iterations 15 --warmup 5 --eval-size 1024 2048 --out "$OUT/bench_compile.csv"
 step numerics 40 python3 -m diga bench-numerics --config $CONFIG --batch 3 --out "$OUT/numerics.json"
+LOADER=benchmarks/loader_gta5_size.yaml
+step make_toy 40 python3 -m diga make-toy --config $LOADER --out benchmarks/scratch/toycity720
+step data 60 python3 -m diga bench-data --config $LOADER --workers 0 1 8 --batches 30 --out "$OUT/bench_data.csv"

@@ -115,7 +115,7 @@ def build_parser() -> argparse.ArgumentParser:
                                      "side); print a table and write a CSV")
     _common(p, seed=False)
     p.add_argument("--stages", nargs="+", default=["warmup", "selftrain", "translator", "evaluate"],
-                   help="warmup selftrain translator evaluate (and data, the loader)")
+                   help="warmup selftrain translator evaluate (the loader: diga bench-data)")
     p.add_argument("--modes", nargs="+", default=None,
                    help="fp32 tf32 bf16 bf16+cl bf16+cl+compile (default: all on CUDA; fp32 bf16 bf16+cl on CPU)")
     p.add_argument("--iterations", type=int, default=10, help="timed iterations per (stage, mode)")
@@ -289,7 +289,7 @@ def run_bench_command(settings: dict, args: argparse.Namespace) -> None:
         settings["data"]["crop"] = list(args.crop)
     modes = args.modes or (list(harness.MODES) if device.type == "cuda" else ["fp32", "bf16", "bf16+cl"])
     eval_size = tuple(args.eval_size or settings["data"]["crop"])
-    rows = harness.run_bench(settings, [s for s in args.stages if s != "data"], modes, device, args.iterations,
+    rows = harness.run_bench(settings, args.stages, modes, device, args.iterations,
                              args.warmup, eval_size)
     _report_bench(rows, settings, device, args.out, eval_size="x".join(map(str, eval_size)))
 

@@ -220,6 +220,10 @@ def run_bench(settings: dict, stages: list[str], modes: list[str], device: torch
                 "peak_tflops_measured": round(peaks[arithmetic], 6),
                 "fraction_of_peak": None if achieved is None else round(achieved / peaks[arithmetic], 4),
             })
+            # Each figure as soon as it exists, so a run cut short still reports what it measured.
+            print(f"[bench] {stage} {mode}: {timing.ms:.1f} ms ({baseline / timing.ms:.2f}x fp32)"
+                  + (f", peak {timing.peak_gib:.2f} GiB" if timing.peak_gib is not None else ""),
+                  file=sys.stderr, flush=True)
     return rows
 
 
