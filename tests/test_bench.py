@@ -9,12 +9,11 @@ import pytest
 import torch
 import yaml
 
+from conftest import TINY_CONFIG
 from diga import config as config_module
 from diga.bench.harness import FixedBatches, count_flop, run_bench
 from diga.bench.numerics import compare_bf16
 from diga.cli import main
-
-from conftest import TINY_CONFIG
 
 
 def test_flop_count_of_a_matmul_and_a_convolution():

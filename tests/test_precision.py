@@ -11,13 +11,12 @@ import pytest
 import torch
 import yaml
 
+from conftest import REPO
 from diga import config as config_module
 from diga.data.toycity import ToyCitySpec, write_toycity
 from diga.models.deeplabv2 import build_segmenter
 from diga.train.precision import Compiled, Precision, precision_for
 from diga.train.supervised import train_supervised
-
-from conftest import REPO
 
 # Stated tolerance: over the first 40 iterations on ToyCity (the default network, batch 4, 64x128 crops) the
 # bf16 loss stays within 5 % of the fp32 loss at every iteration and within 1 % on average (measured:

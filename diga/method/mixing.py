@@ -6,18 +6,24 @@ import torch
 
 from diga.data.labels import IGNORE_INDEX
 
+LABEL_VALUES = 256  # trainIds 0..254 and ignore (255): a label map is a uint8 image
+
 
 def class_mix_mask(labels: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     """Per image, pick floor(n/2) of its n label values at random (ignore counts as a value) and always add
-    ignore; return the bool mask (B x H x W) of pixels whose label is picked."""
-    masks = []
-    for label in labels:
-        values = torch.unique(label)
-        order = torch.randperm(len(values), generator=generator).to(label.device)
-        chosen = values[order[: len(values) // 2]]
-        chosen = torch.cat([chosen, torch.tensor([IGNORE_INDEX], dtype=label.dtype, device=label.device)])
-        masks.append(torch.isin(label, chosen))
-    return torch.stack(masks)
+    ignore; return the bool mask (B x H x W) of pixels whose label is picked.
+
+    Done with fixed-size tensors over the 256 possible values (no unique(), whose size the host would wait for).
+    """
+    flat = labels.flatten(1)
+    present = torch.zeros(labels.shape[0], LABEL_VALUES, dtype=torch.bool, device=labels.device)
+    present.scatter_(1, flat, True)
+    # Random priorities from the (CPU) generator, so the draw is the same on any device; absent values rank last.
+    priority = torch.rand(labels.shape[0], LABEL_VALUES, generator=generator).to(labels.device)
+    rank = priority.masked_fill(~present, 2.0).argsort(1).argsort(1)
+    chosen = rank < present.sum(1, keepdim=True) // 2
+    chosen[:, IGNORE_INDEX] = True
+    return chosen.gather(1, flat).view_as(labels)
 
 
 def cross_domain_mixture(augmented: torch.Tensor, translated: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

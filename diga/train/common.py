@@ -13,7 +13,6 @@ from torch import nn
 
 from diga.atomic import save_torch
 from diga.data.datasets import SegmentationList
-from diga.data.labels import IGNORE_INDEX
 from diga.data.loader import BatchStream  # re-exported: the stages (and others) import it from here
 from diga.models.deeplabv2 import DeepLabV2, build_segmenter
 from diga.models.translator import Generator, build_generator
@@ -80,13 +79,6 @@ def stage_resume(settings: dict, out_dir: Path, stage: str, seed: int, objects: 
 
 def upsample(logits: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     return F.interpolate(logits, size=size, mode="bilinear", align_corners=True)
-
-
-def cross_entropy(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """Mean CE over non-ignored pixels; zero (not NaN) when a batch has none."""
-    if not (labels != IGNORE_INDEX).any():
-        return logits.sum() * 0.0
-    return F.cross_entropy(logits, labels, ignore_index=IGNORE_INDEX)
 
 
 def new_segmenter(settings: dict, device: torch.device) -> DeepLabV2:
