@@ -24,16 +24,15 @@ from diga.method.selection import (
 from diga.train import distributed
 from diga.train.best import BestOnVal
 from diga.train.common import (
-    batches,
     device_for,
+    domain_batches,
     load_segmenter,
     load_translator,
     make_teacher,
     save_segmenter,
     seed_stage,
-    source_train,
+    stage_augment,
     stage_resume,
-    target_train,
     upsample,
 )
 from diga.train.loop import build_optimizer, run_training
@@ -54,14 +53,14 @@ def selection_stats(offline: torch.Tensor, selected: torch.Tensor, truth: torch.
 def train_selftrain(settings: dict, seed: int, round_index: int, init_path: Path, translator_path: Path,
                     pseudo_dir: Path, centroids_path: Path, out_dir: Path) -> None:
     generator = seed_stage(seed, "selftrain", round_index)
+    settings = stage_augment(settings, "selftrain")
     device = device_for(settings)
     seg_loss = segmentation_loss(settings["optim"])
     cfg = settings["stages"]["selftrain"]
     num_classes = settings["data"]["num_classes"]
-    source = batches(source_train(settings), cfg["batch_source"], settings, generator, device)
+    source = domain_batches(settings, "source", cfg["batch_source"], generator, device)
     # Target-train labels, where they exist, are loaded for the logged accuracy only; no loss sees them.
-    target = batches(target_train(settings, pseudo_dir=str(pseudo_dir)), cfg["batch_target"], settings,
-                     generator, device)
+    target = domain_batches(settings, "target", cfg["batch_target"], generator, device, pseudo_dir=str(pseudo_dir))
     translator = load_translator(translator_path, device)
     student = load_segmenter(init_path, device).train()
     teacher = make_teacher(student, settings)  # re-initialised to the student at each round, as in the paper

@@ -18,7 +18,7 @@ from diga.atomic import atomic_path, save_torch
 from diga.models.translator import MultiScaleDiscriminator, build_generator
 from diga.provenance import provenance
 from diga.train import distributed
-from diga.train.common import batches, device_for, seed_stage, source_train, stage_resume, target_train
+from diga.train.common import device_for, domain_batches, seed_stage, source_train, stage_resume
 from diga.train.loop import run_training
 
 # 5x5 Laplacian: marks label boundaries for the semantic-edge loss.
@@ -74,8 +74,8 @@ def train_translator(settings: dict, seed: int, out_dir: Path) -> None:
     generator = seed_stage(seed, "translator")
     device = device_for(settings)
     cfg = settings["translator"]
-    source = batches(source_train(settings), cfg["batch"], settings, generator, device)
-    target = batches(target_train(settings, with_labels=False), cfg["batch"], settings, generator, device)
+    source = domain_batches(settings, "source", cfg["batch"], generator, device)
+    target = domain_batches(settings, "target", cfg["batch"], generator, device, with_labels=False)
     s2t, t2s = build_generator(cfg).to(device), build_generator(cfg).to(device)
     dis_target = MultiScaleDiscriminator(cfg["width"], cfg["disc_scales"]).to(device)  # real = target images
     dis_source = MultiScaleDiscriminator(cfg["width"], cfg["disc_scales"]).to(device)  # real = source images
