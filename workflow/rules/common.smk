@@ -321,5 +321,6 @@ def weights_settings():
     picked = json.loads(data_settings("cityscapes"))
     picked.pop("datasets")
     picked["model"] = config["model"]
-    picked["translator"] = config["translator"]
+    # Only the translator keys it reads: a per-stream batch would not fit the placeholder data's streams.
+    picked["translator"] = {key: config["translator"][key] for key in ("perceptual_weight", "vgg_weights")}
     return json.dumps(picked, sort_keys=True)
