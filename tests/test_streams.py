@@ -7,6 +7,7 @@ one colour and one class each (labelIds 7, 8, 11, 26 = trainIds road 0, sidewalk
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -17,7 +18,7 @@ from PIL import Image
 
 from conftest import TINY_CONFIG
 from diga.config import ConfigError, validate
-from diga.data.prepare import prepare
+from diga.data.prepare import PreparationError, prepare
 from diga.data.streams import stream_counts
 from diga.train.common import ComposedStream, domain_batches, source_train, stage_augment, target_train
 
@@ -75,6 +76,15 @@ def test_streams_store_resized_pairs_with_their_own_lists(prepared):
         label = np.asarray(Image.open(folder / "labels" / "00002.png"))
         # Nearest keeps every pixel a valid trainId, and one block per class: no blended ids at the edges.
         assert label.tolist() == blocks(np.array(BLOCK_TRAIN_IDS), height, width).tolist()
+
+
+def test_streams_of_an_unknown_list_say_which_lists_exist(prepared, tmp_path):
+    root, manifest = prepared
+    tree = Path(manifest["tree"])
+    with pytest.raises(PreparationError, match=r"\['lists/nope.txt'\].*lists/train.txt, lists/train_full.txt"):
+        prepare("gta5", tree, tmp_path / "gta5", 19, streams=[(4, 8)], stream_lists=["lists/nope.txt"])
+    assert not (tmp_path / "gta5").exists()  # nothing half-written
+    assert prepare("gta5", tree, tmp_path / "gta5", 19, stream_lists=["lists/nope.txt"])["streams"] == {}
 
 
 def test_bicubic_images_keep_the_block_colours_away_from_edges(prepared):

@@ -155,9 +155,11 @@ def write_streams(root: Path, lists: dict[str, list[str]], stream_lists: list[st
                   workers: int) -> dict:
     """Resized copies of the pairs of `stream_lists` (list files as in data.<domain>.train_list, e.g.
     'lists/train.txt') at every size in `streams`, one list per stream and list; return their manifest record."""
+    if not streams:
+        return {}
     by_file = {f"lists/{name}.txt": lines for name, lines in lists.items()}
     unknown = [name for name in stream_lists if name not in by_file]
-    if streams and unknown:
+    if unknown:
         raise PreparationError(f"the training list(s) {unknown} are not among this dataset's lists "
                                f"({', '.join(sorted(by_file))}); fix data.<domain>.train_list")
     pairs = sorted({tuple(line.split()) for name in stream_lists for line in by_file[name]})
