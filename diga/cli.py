@@ -39,6 +39,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--receipt", required=True, type=Path, help="the receipt `diga fetch` wrote")
     p.add_argument("--out", required=True, type=Path, help="the prepared folder, e.g. resources/gta5")
     p.add_argument("--workers", type=int, default=1, help="processes converting labels")
+    p.add_argument("--domain", choices=["source", "target"],
+                   help="the data.<domain> this folder is: its train_list is also stored at each of its streams")
 
     p = sub.add_parser("check-weights", help="find the initial weights the config names (before any training)")
     _common(p, seed=False)
@@ -204,8 +206,10 @@ def run(args: argparse.Namespace, argv: list[str]) -> None:
         from diga.data.prepare import prepare
 
         tree = json.loads(args.receipt.read_text())["tree"]
+        domain = settings["data"][args.domain] if args.domain else {"streams": [], "train_list": "lists/train.txt"}
         prepare(args.dataset, tree, args.out, settings["data"]["num_classes"], workers=args.workers,
-                strict_counts=settings["datasets"]["strict_counts"])
+                strict_counts=settings["datasets"]["strict_counts"], streams=domain["streams"],
+                stream_lists=[domain["train_list"]])
     elif command == "check-weights":
         from diga.atomic import write_json
         from diga.models.weights import describe_initial_weights
@@ -296,11 +300,12 @@ def run_bench_command(settings: dict, args: argparse.Namespace) -> None:
 
 def run_bench_data_command(settings: dict, args: argparse.Namespace) -> None:
     from diga.bench.data import bench_loader
+    from diga.bench.harness import total
     from diga.train.common import device_for
 
     device = device_for(settings)
-    rows = bench_loader(settings, args.workers, args.batches, args.batch_size or settings["stages"]["warmup"]["batch"],
-                        device)
+    batch_size = args.batch_size or total(settings["stages"]["warmup"]["batch"])
+    rows = bench_loader(settings, args.workers, args.batches, batch_size, device)
     _report_bench(rows, settings, device, args.out)
 
 

@@ -45,7 +45,40 @@ def validate(settings: dict[str, Any], source: str = "config") -> dict[str, Any]
                 f"{source} does not match {SCHEMA_PATH.name}:\n" + "\n".join(lines)
                 + "\nFix these keys (their meaning and allowed values are in workflow/schemas/config.schema.yaml)."
             )
+    check_batches(settings, source)
     return settings
+
+
+def batch_keys(settings: dict[str, Any]) -> list[tuple[str, Any, tuple[str, ...]]]:
+    """(key, value, domains it draws from) of every per-iteration batch of the training stages."""
+    stages = settings["stages"]
+    warmup_domains = ("source", "target") if stages["warmup"]["target_bn_leak"] else ("source",)
+    return [
+        ("translator.batch", settings["translator"]["batch"], ("source", "target")),
+        ("stages.source_only.batch", stages["source_only"]["batch"], ("source",)),
+        ("stages.oracle.batch", stages["oracle"]["batch"], ("target",)),
+        ("stages.warmup.batch", stages["warmup"]["batch"], warmup_domains),
+        ("stages.selftrain.batch_source", stages["selftrain"]["batch_source"], ("source",)),
+        ("stages.selftrain.batch_target", stages["selftrain"]["batch_target"], ("target",)),
+    ]
+
+
+def check_batches(settings: dict[str, Any], source: str = "config") -> None:
+    """A batch given per stream (a list) needs one count per stream of every domain it draws from."""
+    from diga.data.streams import domain_streams
+
+    problems = []
+    for key, batch, domains in batch_keys(settings):
+        for domain in domains:
+            n_streams = len(domain_streams(settings["data"][domain]))
+            if isinstance(batch, list) and len(batch) != n_streams:
+                configured = f"has {n_streams} stream(s)" if settings["data"][domain]["streams"] else \
+                    "is empty (one stream, the prepared images at their own size)"
+                problems.append(f"  - {key} lists {len(batch)} count(s) but data.{domain}.streams {configured}; "
+                                f"give {n_streams} count(s), one per stream in the order of data.{domain}.streams, "
+                                "or an integer total")
+    if problems:
+        raise ConfigError(f"{source}: inconsistent batch compositions:\n" + "\n".join(problems))
 
 
 def load(spec: str) -> dict[str, Any]:

@@ -34,6 +34,18 @@ def test_snakemake_refuses_a_config_that_breaks_the_schema(tmp_path):
     assert "-1 is less than or equal to the minimum of 0" in result.stdout + result.stderr
 
 
+def test_snakemake_refuses_streams_that_cannot_be_read(tmp_path):
+    overlay = tmp_path / "streams.yaml"
+    overlay.write_text("stages: {warmup: {batch: [1, 2]}}\n")
+    result = run_snakemake("--configfile", str(TINY_CONFIG), str(overlay), "-n", cwd=tmp_path, check=False)
+    assert result.returncode != 0
+    assert "stages.warmup.batch lists 2 count(s) but data.source.streams is empty" in result.stdout + result.stderr
+    overlay.write_text("data: {source: {streams: [[16, 32], [32, 64]]}}\nstages: {warmup: {batch: [1, 2]}}\n")
+    result = run_snakemake("--configfile", str(TINY_CONFIG), str(overlay), "-n", cwd=tmp_path, check=False)
+    assert result.returncode != 0
+    assert "data.source.streams needs a prepared real dataset" in result.stdout + result.stderr
+
+
 def test_missing_dataset_folder_says_how_to_build_it(tiny_settings, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     with pytest.raises(MissingDatasetError, match="does not exist.*make-toy"):

@@ -9,6 +9,7 @@ import shutil
 import pytest
 import yaml
 from fakedata import make_cityscapes, make_gta5, serve
+from PIL import Image
 
 from conftest import REPO, job_counts, run_snakemake
 
@@ -52,6 +53,17 @@ def test_real_dag_runs_end_to_end_on_fake_archives(real_run):
     assert "images/00003.png" in report and "images/00004.png" in report
     city = json.loads((workdir / "resources" / "cityscapes" / "manifest.json").read_text())
     assert city["count"] == {"train": 6, "val": 4}
+    # The resize streams: GTA5's 32x64 stream is its own images, the others are resized copies of train only.
+    assert {name: (s["resized"], s["reused"]) for name, s in gta5["streams"].items()} == {"24x48": (5, 0),
+                                                                                        "32x64": (0, 5)}
+    assert {name: (s["resized"], s["reused"]) for name, s in city["streams"].items()} == {"24x48": (6, 0),
+                                                                                       "40x80": (6, 0)}
+    for root, name, size in (("gta5", "24x48", (48, 24)), ("cityscapes", "40x80", (80, 40))):
+        lines = (workdir / "resources" / root / "streams" / name / "lists" / "train.txt").read_text().split()
+        for path in lines:
+            with Image.open(workdir / "resources" / root / path) as image:
+                assert image.size == size
+    assert not (workdir / "resources" / "cityscapes" / "streams" / "24x48" / "leftImg8bit" / "val").exists()
     recorded = json.loads((workdir / "resources" / "raw" / "gta5.sha256.json").read_text())
     assert set(recorded) == {"01_images.zip", "01_labels.zip"}
     table = (workdir / "results" / "tiny_gta5" / "table.md").read_text()

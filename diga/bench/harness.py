@@ -104,6 +104,11 @@ class FixedBatches:
         return self.batch
 
 
+def total(batch: int | list[int]) -> int:
+    """A stage's batch size: an integer, or one count per resize stream."""
+    return sum(batch) if isinstance(batch, list) else batch
+
+
 def bench_settings(settings: dict, mode: str) -> dict:
     """The config with this mode's precision, random initial weights (timing only) and no best-on-val."""
     precision, channels_last, compile_ = MODES[mode]
@@ -136,11 +141,11 @@ def _stage_runner(stage: str, settings: dict, device: torch.device,
 
         cfg = settings["translator"]
         parts = build_translator_training(settings, device, precision, pretrained_vgg=False)
-        source = FixedBatches(cfg["batch"], crop, num_classes, device, 1)
-        target = FixedBatches(cfg["batch"], crop, num_classes, device, 2)
+        source = FixedBatches(total(cfg["batch"]), crop, num_classes, device, 1)
+        target = FixedBatches(total(cfg["batch"]), crop, num_classes, device, 2)
         step = translator_step(settings, parts, source, target, precision)
-        optimizer, images = parts["opt_gen"], 2 * cfg["batch"]
-        total = cfg["iterations"]
+        optimizer, images = parts["opt_gen"], 2 * total(cfg["batch"])
+        schedule = cfg["iterations"]
     else:
         from diga.models.translator import build_generator
 
@@ -152,27 +157,28 @@ def _stage_runner(stage: str, settings: dict, device: torch.device,
             from diga.train.warmup import warmup_step
 
             cfg = settings["stages"]["warmup"]
-            source = FixedBatches(cfg["batch"], crop, num_classes, device, 1)
-            target = FixedBatches(cfg["batch"], crop, num_classes, device, 2) if cfg["target_bn_leak"] else None
+            source = FixedBatches(total(cfg["batch"]), crop, num_classes, device, 1)
+            target = (FixedBatches(total(cfg["batch"]), crop, num_classes, device, 2) if cfg["target_bn_leak"]
+                      else None)
             step = warmup_step(settings, student, teacher, translator if cfg["mixture"] else None, source, target,
                                generator, precision)
-            images = cfg["batch"] * (2 if target is not None else 1)
+            images = total(cfg["batch"]) * (2 if target is not None else 1)
         else:
             from diga.train.selftrain import selftrain_step
 
             cfg = settings["stages"]["selftrain"]
-            source = FixedBatches(cfg["batch_source"], crop, num_classes, device, 1)
-            target = FixedBatches(cfg["batch_target"], crop, num_classes, device, 2, pseudo=True)
+            source = FixedBatches(total(cfg["batch_source"]), crop, num_classes, device, 1)
+            target = FixedBatches(total(cfg["batch_target"]), crop, num_classes, device, 2, pseudo=True)
             feat_dim = student.config["head_channels"]
             online = {"centroids": torch.randn(num_classes, feat_dim, device=device)}
             valid = torch.ones(num_classes, dtype=torch.bool, device=device)
             step = selftrain_step(settings, student, teacher, translator, source, target, online, valid,
                                   generator, precision)
-            images = cfg["batch_source"] + cfg["batch_target"]
-        total = cfg["iterations"]
+            images = total(cfg["batch_source"]) + total(cfg["batch_target"])
+        schedule = cfg["iterations"]
 
     def run(iteration: int) -> object:
-        set_poly_lr(optimizer, iteration % total, total, settings["optim"]["poly_power"])
+        set_poly_lr(optimizer, iteration % schedule, schedule, settings["optim"]["poly_power"])
         return optimise(step, optimizer, iteration, [])
 
     return run, images

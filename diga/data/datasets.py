@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from PIL import Image
 from torch.utils.data import Dataset
 
@@ -69,11 +70,12 @@ def load_label(path: Path, num_classes: int) -> torch.Tensor:
 class SegmentationList(Dataset):
     """Images (and optionally labels) of one split of one domain.
 
-    `extra_label_dir`: a folder of pseudo-label PNGs named `<image stem>.png`, returned as 'pseudo'.
+    `extra_label_dir`: a folder of pseudo-label PNGs named `<image stem>.png`, returned as 'pseudo'; with
+    `resize_extra_labels` they are resized (nearest) to the image, whose list is then a resized stream.
     """
 
     def __init__(self, root: str | Path, list_file: str, num_classes: int, with_labels: bool = True,
-                 extra_label_dir: str | Path | None = None):
+                 extra_label_dir: str | Path | None = None, resize_extra_labels: bool = False):
         self.root = Path(root)
         self.pairs = read_list(self.root, list_file)
         self.num_classes = num_classes
@@ -81,6 +83,7 @@ class SegmentationList(Dataset):
         if with_labels and any(label is None for _, label in self.pairs):
             raise ValueError(f"{self.root / list_file} lists images without labels, but labels are required")
         self.extra_label_dir = Path(extra_label_dir) if extra_label_dir else None
+        self.resize_extra_labels = resize_extra_labels
         if self.extra_label_dir is not None and not self.extra_label_dir.is_dir():
             raise MissingDatasetError(
                 f"pseudo-label folder {self.extra_label_dir} does not exist; run the pseudolabels rule")
@@ -101,6 +104,10 @@ class SegmentationList(Dataset):
             item["label"] = torch.full((height, width), IGNORE_INDEX, dtype=torch.long)
         if self.extra_label_dir is not None:
             item["pseudo"] = load_label(self.extra_label_dir / f"{image_path.stem}.png", self.num_classes)
+            if self.resize_extra_labels and tuple(item["pseudo"].shape) != (height, width):
+                # 'nearest-exact' samples pixel centres, as PIL's NEAREST does for the prepared labels.
+                item["pseudo"] = F.interpolate(item["pseudo"][None, None].float(), size=(height, width),
+                                               mode="nearest-exact")[0, 0].long()
         for key in ("label", "pseudo"):
             if key in item and tuple(item[key].shape) != (height, width):
                 raise ValueError(f"{image_path}: {key} size {tuple(item[key].shape)} != image size {(height, width)}")

@@ -11,6 +11,10 @@ are listed and skipped with a warning.
   colours); lists/train.txt = the 18,111 ids the paper trains on, lists/train_full.txt = all usable ids.
 - SYNTHIA-RAND-CITYSCAPES: GT/LABELS/NNNNNNN.png are 16-bit 3-channel PNGs, class id in the first channel ->
   16 trainIds; lists/train.txt.
+
+Resize streams (`diga.data.streams`): for each [height, width] size, the pairs of the training list(s) are stored
+resized under streams/<H>x<W>/ (image bicubic, label nearest, as the official loaders resize), with their own
+list, so training never decodes a full-size PNG only to shrink it. A pair already at that size is listed as is.
 """
 
 from __future__ import annotations
@@ -29,8 +33,9 @@ from PIL import Image
 from diga.atomic import atomic_dir
 from diga.data.labels import CITYSCAPES_LABEL_IDS, SYNTHIA_IDS, lookup_table
 from diga.data.png16 import read_png_channel
+from diga.data.streams import Size, size_name, stream_list
 
-MANIFEST_VERSION = 1
+MANIFEST_VERSION = 2  # 2: resize streams
 
 # Known totals of the real datasets (checked, reported; a mismatch is a warning unless strict).
 EXPECTED_COUNTS = {
@@ -115,6 +120,63 @@ def convert_pair(job: tuple[str, int, Pair, str]) -> dict:
     return record
 
 
+def resize_pair(job: tuple[str, str, str, Size]) -> tuple[str, str]:
+    """Store one prepared pair at `size` (bicubic image, nearest label) under streams/<H>x<W>/; return the list
+    line's (image, label), the pair itself where it is already at that size."""
+    root, image_rel, label_rel, (height, width) = job
+    with Image.open(Path(root) / image_rel) as image:
+        if image.size == (width, height):
+            return image_rel, label_rel
+        resized = image.convert("RGB").resize((width, height), Image.Resampling.BICUBIC)
+    folder = f"streams/{size_name((height, width))}"
+    out_image, out_label = Path(root) / folder / image_rel, Path(root) / folder / label_rel
+    out_image.parent.mkdir(parents=True, exist_ok=True)
+    out_label.parent.mkdir(parents=True, exist_ok=True)
+    resized.save(out_image, format="PNG")
+    with Image.open(Path(root) / label_rel) as label:
+        label.resize((width, height), Image.Resampling.NEAREST).save(out_label, format="PNG")
+    return f"{folder}/{image_rel}", f"{folder}/{label_rel}"
+
+
+def _map(function: Callable, jobs: list, workers: int, what: str) -> list:
+    """`function` over `jobs`, in order, in `workers` processes when more than one (with progress lines)."""
+    if workers <= 1:
+        return [function(job) for job in jobs]
+    results = []
+    with ProcessPoolExecutor(workers) as pool:
+        for index, result in enumerate(pool.map(function, jobs, chunksize=16), start=1):
+            results.append(result)
+            if index % 500 == 0:
+                print(f"[prepare] {what}: {index}/{len(jobs)}", file=sys.stderr, flush=True)
+    return results
+
+
+def write_streams(root: Path, lists: dict[str, list[str]], stream_lists: list[str], streams: list[Size],
+                  workers: int) -> dict:
+    """Resized copies of the pairs of `stream_lists` (list files as in data.<domain>.train_list, e.g.
+    'lists/train.txt') at every size in `streams`, one list per stream and list; return their manifest record."""
+    if not streams:
+        return {}
+    by_file = {f"lists/{name}.txt": lines for name, lines in lists.items()}
+    unknown = [name for name in stream_lists if name not in by_file]
+    if unknown:
+        raise PreparationError(f"the training list(s) {unknown} are not among this dataset's lists "
+                               f"({', '.join(sorted(by_file))}); fix data.<domain>.train_list")
+    pairs = sorted({tuple(line.split()) for name in stream_lists for line in by_file[name]})
+    record = {}
+    for size in streams:
+        jobs = [(str(root), *pair, size) for pair in pairs]
+        resized = dict(zip(pairs, _map(resize_pair, jobs, workers, f"stream {size_name(size)}"), strict=True))
+        for name in stream_lists:
+            path = root / stream_list(name, size)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text("".join(" ".join(resized[tuple(line.split())]) + "\n" for line in by_file[name]))
+        kept = sum(resized[pair][0] == pair[0] for pair in pairs)
+        record[size_name(size)] = {"size": list(size), "resized": len(pairs) - kept, "reused": kept,
+                                   "lists": {name: stream_list(name, size) for name in stream_lists}}
+    return record
+
+
 def _cityscapes_pairs(tree: Path) -> list[Pair]:
     pairs = []
     for split in ("train", "val"):
@@ -155,8 +217,12 @@ def _write_report(root: Path, dataset: str, counts: dict, expected: dict, broken
 
 
 def prepare(dataset: str, tree: str | Path, out: str | Path, num_classes: int, workers: int = 1,
-            strict_counts: bool = False) -> dict:
-    """Prepare one acquired dataset into `out` (replaced atomically); return the manifest."""
+            strict_counts: bool = False, streams: list[Size] = (),
+            stream_lists: list[str] = ("lists/train.txt",)) -> dict:
+    """Prepare one acquired dataset into `out` (replaced atomically); return the manifest.
+
+    `streams`: [height, width] sizes at which the pairs of the list files `stream_lists` are also stored.
+    """
     if dataset not in LAYOUTS:
         raise PreparationError(f"unknown dataset {dataset!r}; known: {', '.join(LAYOUTS)}")
     if dataset == "synthia" and num_classes != 16:
@@ -169,16 +235,8 @@ def prepare(dataset: str, tree: str | Path, out: str | Path, num_classes: int, w
     with atomic_dir(out) as tmp:
         for link, target in links.items():
             os.symlink(tree / target, tmp / link, target_is_directory=True)
-        jobs = [(dataset, num_classes, pair, str(tmp)) for pair in pairs]
-        records = []
-        if workers > 1:
-            with ProcessPoolExecutor(workers) as pool:
-                for index, record in enumerate(pool.map(convert_pair, jobs, chunksize=16), start=1):
-                    records.append(record)
-                    if index % 500 == 0:
-                        print(f"[prepare {dataset}] {index}/{len(jobs)} pairs", file=sys.stderr, flush=True)
-        else:
-            records = [convert_pair(job) for job in jobs]
+        records = _map(convert_pair, [(dataset, num_classes, pair, str(tmp)) for pair in pairs], workers,
+                       f"{dataset} pairs")
         good = [r for r in records if "problem" not in r]
         broken = [r for r in records if "problem" in r]
         lists: dict[str, list[str]] = {}
@@ -207,6 +265,7 @@ def prepare(dataset: str, tree: str | Path, out: str | Path, num_classes: int, w
         for name, lines in lists.items():
             (tmp / "lists" / f"{name}.txt").write_text("".join(lines))
         counts = {name: len(lines) for name, lines in lists.items()}
+        stream_record = write_streams(tmp, lists, list(stream_lists), [tuple(size) for size in streams], workers)
         _write_report(tmp, dataset, counts, expected, broken, warnings)
         for warning in warnings:
             print(f"[prepare {dataset}] warning: {warning}", file=sys.stderr, flush=True)
@@ -218,7 +277,7 @@ def prepare(dataset: str, tree: str | Path, out: str | Path, num_classes: int, w
         manifest = {
             "dataset": dataset, "version": MANIFEST_VERSION, "num_classes": num_classes, "tree": str(tree),
             "lists": {name: f"lists/{name}.txt" for name in lists}, "count": counts, "broken": len(broken),
-            "report": "report.md",
+            "report": "report.md", "streams": stream_record,
         }
         (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
     return manifest

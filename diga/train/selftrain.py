@@ -26,16 +26,15 @@ from diga.method.selection import (
 from diga.train import distributed
 from diga.train.best import BestOnVal
 from diga.train.common import (
-    batches,
     device_for,
+    domain_batches,
     load_segmenter,
     load_translator,
     make_teacher,
     save_segmenter,
     seed_stage,
-    source_train,
+    stage_augment,
     stage_resume,
-    target_train,
     upsample,
 )
 from diga.train.loop import StepFn, build_optimizer, run_training
@@ -118,13 +117,13 @@ def selftrain_step(settings: dict, student: nn.Module, teacher: nn.Module, trans
 def train_selftrain(settings: dict, seed: int, round_index: int, init_path: Path, translator_path: Path,
                     pseudo_dir: Path, centroids_path: Path, out_dir: Path) -> None:
     generator = seed_stage(seed, "selftrain", round_index)
+    settings = stage_augment(settings, "selftrain")
     device = device_for(settings)
     precision = precision_for(settings, device)
     cfg = settings["stages"]["selftrain"]
-    source = batches(source_train(settings), cfg["batch_source"], settings, generator, device)
+    source = domain_batches(settings, "source", cfg["batch_source"], generator, device)
     # Target-train labels, where they exist, are loaded for the logged accuracy only; no loss sees them.
-    target = batches(target_train(settings, pseudo_dir=str(pseudo_dir)), cfg["batch_target"], settings,
-                     generator, device)
+    target = domain_batches(settings, "target", cfg["batch_target"], generator, device, pseudo_dir=str(pseudo_dir))
     translator = precision.place(load_translator(translator_path, device))
     student = precision.place(load_segmenter(init_path, device).train())
     teacher = make_teacher(student, settings)  # re-initialised to the student at each round, as in the paper

@@ -8,14 +8,12 @@ from diga.method.losses import segmentation_loss
 from diga.train import distributed
 from diga.train.best import BestOnVal
 from diga.train.common import (
-    batches,
     device_for,
+    domain_batches,
     new_segmenter,
     save_segmenter,
     seed_stage,
-    source_train,
     stage_resume,
-    target_train,
     upsample,
 )
 from diga.train.loop import build_optimizer, run_training
@@ -32,10 +30,9 @@ def train_supervised(settings: dict, seed: int, stage: str, out_dir: Path) -> No
         if not settings["data"]["target"]["train_has_labels"]:
             raise ValueError("the oracle needs target-train labels; set stages.oracle.enabled: false for this "
                              "benchmark")
-        dataset = target_train(settings, with_labels=True)
+        stream = domain_batches(settings, "target", stage_cfg["batch"], generator, device, with_labels=True)
     else:
-        dataset = source_train(settings)
-    stream = batches(dataset, stage_cfg["batch"], settings, generator, device)
+        stream = domain_batches(settings, "source", stage_cfg["batch"], generator, device)
     precision = precision_for(settings, device)
     model = precision.place(new_segmenter(settings, device).train())
     forward = precision.forward(model)

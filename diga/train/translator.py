@@ -20,7 +20,7 @@ from diga.atomic import atomic_path, save_torch
 from diga.models.translator import MultiScaleDiscriminator, build_generator
 from diga.provenance import provenance
 from diga.train import distributed
-from diga.train.common import batches, device_for, seed_stage, source_train, stage_resume, target_train
+from diga.train.common import device_for, domain_batches, seed_stage, source_train, stage_resume
 from diga.train.loop import StepFn, run_training
 from diga.train.precision import Precision, precision_for
 
@@ -142,8 +142,8 @@ def train_translator(settings: dict, seed: int, out_dir: Path) -> None:
     device = device_for(settings)
     precision = precision_for(settings, device)
     cfg = settings["translator"]
-    source = batches(source_train(settings), cfg["batch"], settings, generator, device)
-    target = batches(target_train(settings, with_labels=False), cfg["batch"], settings, generator, device)
+    source = domain_batches(settings, "source", cfg["batch"], generator, device)
+    target = domain_batches(settings, "target", cfg["batch"], generator, device, with_labels=False)
     parts = build_translator_training(settings, device, precision)
     step = translator_step(settings, parts, source, target, precision)
     resume = stage_resume(settings, out_dir, "translator", seed, {

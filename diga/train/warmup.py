@@ -16,16 +16,15 @@ from diga.method.mixing import class_mix_mask, cross_domain_mixture
 from diga.train import distributed
 from diga.train.best import BestOnVal
 from diga.train.common import (
-    batches,
     device_for,
+    domain_batches,
     load_translator,
     make_teacher,
     new_segmenter,
     save_segmenter,
     seed_stage,
-    source_train,
+    stage_augment,
     stage_resume,
-    target_train,
     upsample,
 )
 from diga.train.loop import StepFn, build_optimizer, run_training
@@ -70,13 +69,14 @@ def warmup_step(settings: dict, student: nn.Module, teacher: nn.Module, translat
 
 def train_warmup(settings: dict, seed: int, translator_path: Path, out_dir: Path) -> None:
     generator = seed_stage(seed, "warmup")
+    settings = stage_augment(settings, "warmup")
     device = device_for(settings)
     precision = precision_for(settings, device)
     cfg = settings["stages"]["warmup"]
-    source = batches(source_train(settings), cfg["batch"], settings, generator, device)
+    source = domain_batches(settings, "source", cfg["batch"], generator, device)
     # Official-code quirk (off by default): target images pass through the student in train mode, so BN
     # running statistics see the target domain although no loss does.
-    target = (batches(target_train(settings, with_labels=False), cfg["batch"], settings, generator, device)
+    target = (domain_batches(settings, "target", cfg["batch"], generator, device, with_labels=False)
               if cfg["target_bn_leak"] else None)
     translator = precision.place(load_translator(translator_path, device)) if cfg["mixture"] else None
     student = precision.place(new_segmenter(settings, device).train())

@@ -16,6 +16,7 @@ DATA_ROOT = os.path.normpath(config["data"]["root"])
 # data.root; otherwise (ToyCity) make_toy generates data.root.
 REAL_DATA = config["datasets"]["source"] is not None or config["datasets"]["target"] is not None
 PREPARED = {}  # prepared folder name -> dataset name
+PREPARED_DOMAIN = {}  # prepared folder name -> "source" or "target"
 if REAL_DATA:
     for _domain in ("source", "target"):
         _root = os.path.normpath(config["data"][_domain]["root"])
@@ -25,9 +26,20 @@ if REAL_DATA:
                 f"({_root}) must be a folder directly under data.root ({DATA_ROOT})"
             )
         PREPARED[os.path.basename(_root)] = config["datasets"][_domain]
+        PREPARED_DOMAIN[os.path.basename(_root)] = _domain
     MANIFEST = [f"{DATA_ROOT}/{name}/manifest.json" for name in PREPARED]
 else:
     MANIFEST = f"{DATA_ROOT}/manifest.json"
+    for _domain in ("source", "target"):
+        if config["data"][_domain]["streams"]:
+            raise ValueError(f"data.{_domain}.streams needs a prepared real dataset (datasets.source/target); "
+                             "ToyCity has no resized copies: remove the streams")
+try:  # the batch compositions against the streams; without the package here, each training job checks them
+    from diga.config import check_batches
+except ImportError:
+    pass
+else:
+    check_batches(config, "the config")
 # Initial weights named by the config are found (and hashed) by check_weights before any training job.
 NEEDS_WEIGHTS = config["model"]["init"] != "random" or config["translator"]["perceptual_weight"] > 0
 WEIGHTS_CHECK = [f"{RESULTS}/initial_weights.json"] if NEEDS_WEIGHTS else []
@@ -286,7 +298,16 @@ def data_settings(dataset, with_classes=False):
 
 
 def prepare_settings(wildcards):
-    return data_settings(PREPARED[wildcards.prepared], with_classes=True)
+    """The data job's settings plus its domain's training list and resize streams (`diga prepare --domain`)."""
+    picked = json.loads(data_settings(PREPARED[wildcards.prepared], with_classes=True))
+    domain = config["data"][PREPARED_DOMAIN[wildcards.prepared]]
+    picked["data"][PREPARED_DOMAIN[wildcards.prepared]].update(train_list=domain["train_list"],
+                                                                streams=domain["streams"])
+    return json.dumps(picked, sort_keys=True)
+
+
+def prepared_domain(wildcards):
+    return PREPARED_DOMAIN[wildcards.prepared]
 
 
 def prepare_receipt(wildcards):
@@ -302,5 +323,6 @@ def weights_settings():
     picked = json.loads(data_settings("cityscapes"))
     picked.pop("datasets")
     picked["model"] = config["model"]
-    picked["translator"] = config["translator"]
+    # Only the translator keys it reads: a per-stream batch would not fit the placeholder data's streams.
+    picked["translator"] = {key: config["translator"][key] for key in ("perceptual_weight", "vgg_weights")}
     return json.dumps(picked, sort_keys=True)

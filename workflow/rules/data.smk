@@ -2,7 +2,8 @@
 # the package itself (make_toy). Real datasets: one acquisition rule per dataset (an extracted folder used in place,
 # the user's archives, or a download; checksums; extraction renamed into place) writes a receipt under
 # <data.root>/raw/, and `prepare` converts labels to trainIds and writes <data.root>/<prepared>/ in the
-# list-file layout with manifest.json and report.md.
+# list-file layout with manifest.json and report.md, plus the domain's training list resized to each of
+# data.<domain>.streams (so a change of streams re-prepares only that folder).
 
 if not REAL_DATA:
 
@@ -78,6 +79,7 @@ else:
         params:
             settings=prepare_settings,
             dataset=prepared_dataset,
+            domain=prepared_domain,
             root=dataset_root,
         wildcard_constraints:
             prepared="|".join(PREPARED),
@@ -90,4 +92,4 @@ else:
             "../../environment.yml"
         shell:
             "diga prepare --config {params.settings:q} --dataset {params.dataset} --receipt {input.receipt}"
-            " --workers {threads} --out {params.root} > {log} 2>&1"
+            " --domain {params.domain} --workers {threads} --out {params.root} > {log} 2>&1"
