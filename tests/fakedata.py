@@ -13,8 +13,10 @@ from __future__ import annotations
 import http.server
 import io
 import os
+import struct
 import threading
 import zipfile
+import zlib
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -119,22 +121,55 @@ def make_gta5(folder: Path, ids: list[int], broken: dict[int, str] | None = None
     return [images, labels]
 
 
-def make_synthia(folder: Path, count: int, backslash: bool = False, height: int = 38, width: int = 64) -> Path:
+def make_synthia(folder: Path, count: int, backslash: bool = False, height: int = 38, width: int = 64,
+                 rar: bool = False) -> Path:
+    """SYNTHIA-RAND-CITYSCAPES as a zip, or (rar=True) as the RAR the real dataset ships, Windows-made."""
     folder.mkdir(parents=True, exist_ok=True)
-    archive = folder / "SYNTHIA_RAND_CITYSCAPES.zip"
-    sep = "\\" if backslash else "/"
+    archive = folder / f"SYNTHIA_RAND_CITYSCAPES.{'rar' if rar else 'zip'}"
+    sep = "\\" if backslash or rar else "/"
     scratch = folder / ".scratch.png"
-    with zipfile.ZipFile(archive, "w") as handle:
-        for number in range(count):
-            classes = layout(number, height, width)
-            ids = ids_of(classes, SYNTHIA_IDS).astype(np.uint16)
-            instance = np.random.default_rng(number).integers(0, 60000, size=ids.shape).astype(np.uint16)
-            write_png(scratch, np.dstack([ids, instance, instance // 2]))
-            name = f"{number:07d}.png"
-            handle.writestr(sep.join(["RAND_CITYSCAPES", "GT", "LABELS", name]), scratch.read_bytes())
-            handle.writestr(sep.join(["RAND_CITYSCAPES", "RGB", name]), png_bytes(render(classes, number, False)))
+    members = {}
+    for number in range(count):
+        classes = layout(number, height, width)
+        ids = ids_of(classes, SYNTHIA_IDS).astype(np.uint16)
+        instance = np.random.default_rng(number).integers(0, 60000, size=ids.shape).astype(np.uint16)
+        write_png(scratch, np.dstack([ids, instance, instance // 2]))
+        name = f"{number:07d}.png"
+        members[sep.join(["RAND_CITYSCAPES", "GT", "LABELS", name])] = scratch.read_bytes()
+        members[sep.join(["RAND_CITYSCAPES", "RGB", name])] = png_bytes(render(classes, number, False))
     scratch.unlink()
+    if rar:
+        write_rar4_stored(archive, members)
+    else:
+        with zipfile.ZipFile(archive, "w") as handle:
+            for name, data in members.items():
+                handle.writestr(name, data)
     return archive
+
+
+def _rar_block(head_type: int, flags: int, body: bytes) -> bytes:
+    """A RAR 4 block: CRC16 (the low half of the CRC32 of what follows it), type, flags, size, body."""
+    header = struct.pack("<BHH", head_type, flags, 7 + len(body)) + body
+    return struct.pack("<H", zlib.crc32(header) & 0xFFFF) + header
+
+
+def write_rar4_stored(path: Path, members: dict[str, bytes]) -> None:
+    """A RAR 4 archive with uncompressed ("stored") members, as a Windows host writes it (backslash paths).
+
+    Free tools cannot create RAR, but its version-4 container is simple enough to write for stored files, so the
+    real extractors (bsdtar, unar) are tested on real RAR input rather than on a renamed zip.
+    """
+    out = bytearray(b"Rar!\x1a\x07\x00")                      # marker block
+    out += _rar_block(0x73, 0x0000, bytes(6))                   # main archive header
+    for name, data in members.items():
+        raw = name.encode()
+        # packed and unpacked size, host OS 2 (Windows), CRC32, DOS time, version 2.9, method 0x30 (store),
+        # name length, attributes (archive); flag 0x8000: data follows the header
+        body = struct.pack("<IIBIIBBHI", len(data), len(data), 2, zlib.crc32(data), 0x21000000, 29, 0x30,
+                           len(raw), 0x20) + raw
+        out += _rar_block(0x74, 0x8000, body) + data
+    out += _rar_block(0x7B, 0x4000, b"")                        # end of archive
+    path.write_bytes(bytes(out))
 
 
 class _Handler(http.server.BaseHTTPRequestHandler):

@@ -111,12 +111,20 @@ def test_rar_goes_through_a_debian_extractor(tmp_path, monkeypatch):
         pytest.skip("no RAR extractor (bsdtar/unar) installed; free tools cannot create .rar test files anyway")
     with pytest.raises(ArchiveError, match="SYNTHIA_RAND_CITYSCAPES.rar"):  # a broken rar names the file
         extract([fake], tmp_path / "out")
-    # Free tools cannot write RAR; bsdtar and unar detect the format from the content, so a zip named .rar
-    # checks the extractor call and the backslash names (not RAR decoding itself).
-    disguised = make_synthia(tmp_path / "z", 2, backslash=True).rename(tmp_path / "z" / "SYNTHIA_RAND_CITYSCAPES.rar")
-    dest = extract([disguised], tmp_path / "out")
-    assert (dest / "RAND_CITYSCAPES" / "GT" / "LABELS" / "0000001.png").is_file()
+    # A real RAR (version 4, stored members, Windows backslash paths), as SYNTHIA ships.
+    archive = make_synthia(tmp_path / "z", 2, rar=True)
+    assert archive.read_bytes().startswith(b"Rar!\x1a\x07\x00")
+    dest = extract([archive], tmp_path / "out")
+    label = dest / "RAND_CITYSCAPES" / "GT" / "LABELS" / "0000001.png"
+    assert label.is_file() and (dest / "RAND_CITYSCAPES" / "RGB" / "0000001.png").is_file()
     assert not [p for p in dest.rglob("*") if "\\" in p.name]
+    assert read_png_channel(str(label), 0).max() > 0  # the 16-bit label survived byte for byte
+    # A truncated download: the extractor's error names the archive and nothing is left half-written. (bsdtar
+    # does not check the CRC of stored RAR members; a flipped byte is caught by the archive's sha256 instead.)
+    archive.write_bytes(archive.read_bytes()[: archive.stat().st_size // 2])
+    with pytest.raises(ArchiveError, match="SYNTHIA_RAND_CITYSCAPES.rar"):
+        extract([archive], tmp_path / "out2")
+    assert not (tmp_path / "out2").exists()
 
 
 # ------------------------------------------------------------------------------------------ label conversion
