@@ -20,7 +20,7 @@ from conftest import TINY_CONFIG
 from diga.config import ConfigError, validate
 from diga.data.prepare import PreparationError, prepare
 from diga.data.streams import stream_counts
-from diga.train.common import ComposedStream, domain_batches, source_train, stage_augment, target_train
+from diga.train.common import ComposedStream, domain_batches, source_train, stage_settings, target_train
 
 BLOCK_IDS = np.array([[7, 8], [11, 26]], dtype=np.uint8)  # labelIds of the four 4x8 blocks
 BLOCK_TRAIN_IDS = [[0, 1], [2, 13]]
@@ -227,11 +227,24 @@ def test_stream_sizes_are_pairs():
         validate(settings)
 
 
-def test_a_stage_augment_overrides_only_its_keys():
+def test_a_stage_settings_overrides_only_its_keys():
     settings = tiny()
     settings["stages"]["warmup"]["augment"] = {"jitter_p": 0.7, "grayscale_p": 0.1}
     settings = validate(settings)
-    warmup = stage_augment(settings, "warmup")["augment"]
+    warmup = stage_settings(settings, "warmup")["augment"]
     assert warmup["jitter_p"] == 0.7 and warmup["grayscale_p"] == 0.1 and warmup["blur_p"] == 0.8
-    assert stage_augment(settings, "selftrain")["augment"] == settings["augment"]
+    assert stage_settings(settings, "selftrain")["augment"] == settings["augment"]
     assert settings["augment"]["jitter_p"] == 0.5  # the global section is unchanged
+
+
+def test_a_stage_scale_replaces_data_scale_for_that_stage_only():
+    settings = tiny()
+    settings["stages"]["warmup"]["scale"] = [1.0, 1.0]
+    settings["translator"]["scale"] = [1.0, 1.0]
+    settings = validate(settings)
+    assert stage_settings(settings, "warmup")["data"]["scale"] == [1.0, 1.0]
+    assert stage_settings(settings, "translator")["data"]["scale"] == [1.0, 1.0]
+    assert stage_settings(settings, "selftrain")["data"]["scale"] == settings["data"]["scale"] == [0.75, 1.5]
+    settings["stages"]["oracle"]["scale"] = [1.0]
+    with pytest.raises(ConfigError, match="scale"):
+        validate(settings)

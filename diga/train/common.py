@@ -123,10 +123,16 @@ def domain_batches(settings: dict, domain: str, batch: int | list[int], generato
                            for size, count in zip(sizes, stream_counts(batch, len(sizes)), strict=True) if count > 0])
 
 
-def stage_augment(settings: dict, stage: str) -> dict:
-    """`settings` with the global photometric `augment` section overridden by stages.<stage>.augment."""
-    override = settings.get("stages", {}).get(stage, {}).get("augment", {})
-    return dict(settings, augment={**settings["augment"], **override}) if override else settings
+def stage_settings(settings: dict, stage: str) -> dict:
+    """`settings` as one training stage sees them: its `augment` keys over the global photometric augmentation,
+    and its `scale` (if set) instead of data.scale."""
+    section = settings["translator"] if stage == "translator" else settings.get("stages", {}).get(stage, {})
+    override = section.get("augment") or {}
+    if override:
+        settings = dict(settings, augment={**settings["augment"], **override})
+    if section.get("scale") is not None:
+        settings = dict(settings, data=dict(settings["data"], scale=list(section["scale"])))
+    return settings
 
 
 def stage_resume(settings: dict, out_dir: Path, stage: str, seed: int, objects: dict[str, Any],

@@ -33,8 +33,8 @@ from diga.train.common import (
     make_teacher,
     save_segmenter,
     seed_stage,
-    stage_augment,
     stage_resume,
+    stage_settings,
     upsample,
 )
 from diga.train.loop import StepFn, build_optimizer, run_training
@@ -117,7 +117,7 @@ def selftrain_step(settings: dict, student: nn.Module, teacher: nn.Module, trans
 def train_selftrain(settings: dict, seed: int, round_index: int, init_path: Path, translator_path: Path,
                     pseudo_dir: Path, centroids_path: Path, out_dir: Path) -> None:
     generator = seed_stage(seed, "selftrain", round_index)
-    settings = stage_augment(settings, "selftrain")
+    settings = stage_settings(settings, "selftrain")
     device = device_for(settings)
     precision = precision_for(settings, device)
     cfg = settings["stages"]["selftrain"]

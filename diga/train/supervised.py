@@ -14,6 +14,7 @@ from diga.train.common import (
     save_segmenter,
     seed_stage,
     stage_resume,
+    stage_settings,
     upsample,
 )
 from diga.train.loop import build_optimizer, run_training
@@ -23,6 +24,7 @@ from diga.train.precision import precision_for
 def train_supervised(settings: dict, seed: int, stage: str, out_dir: Path) -> None:
     """CE on one labelled domain with the same schedule as warm-up; `stage` is 'source_only' or 'oracle'."""
     generator = seed_stage(seed, stage)
+    settings = stage_settings(settings, stage)
     device = device_for(settings)
     seg_loss = segmentation_loss(settings["optim"])
     stage_cfg = settings["stages"][stage]

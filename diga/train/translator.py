@@ -20,7 +20,7 @@ from diga.atomic import atomic_path, save_torch
 from diga.models.translator import MultiScaleDiscriminator, build_generator
 from diga.provenance import provenance
 from diga.train import distributed
-from diga.train.common import device_for, domain_batches, seed_stage, source_train, stage_resume
+from diga.train.common import device_for, domain_batches, seed_stage, source_train, stage_resume, stage_settings
 from diga.train.loop import StepFn, run_training
 from diga.train.precision import Precision, precision_for
 
@@ -139,6 +139,7 @@ def translator_step(settings: dict, parts: dict, source: Iterator[dict], target:
 
 def train_translator(settings: dict, seed: int, out_dir: Path) -> None:
     generator = seed_stage(seed, "translator")
+    settings = stage_settings(settings, "translator")
     device = device_for(settings)
     precision = precision_for(settings, device)
     cfg = settings["translator"]

@@ -23,8 +23,8 @@ from diga.train.common import (
     new_segmenter,
     save_segmenter,
     seed_stage,
-    stage_augment,
     stage_resume,
+    stage_settings,
     upsample,
 )
 from diga.train.loop import StepFn, build_optimizer, run_training
@@ -69,7 +69,7 @@ def warmup_step(settings: dict, student: nn.Module, teacher: nn.Module, translat
 
 def train_warmup(settings: dict, seed: int, translator_path: Path, out_dir: Path) -> None:
     generator = seed_stage(seed, "warmup")
-    settings = stage_augment(settings, "warmup")
+    settings = stage_settings(settings, "warmup")
     device = device_for(settings)
     precision = precision_for(settings, device)
     cfg = settings["stages"]["warmup"]
