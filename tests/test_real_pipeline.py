@@ -105,15 +105,18 @@ def test_missing_initial_weights_stop_before_training(tmp_path):
 
 
 def test_synthia_data_rules_on_fake_archives(tmp_path):
-    """The SYNTHIA paper config's data steps, only paths changed: 16-bit labels, backslash names, 16 classes."""
+    """The SYNTHIA paper config's data steps, only paths changed: its RAR (where bsdtar or unar is installed, as
+    .ci/run installs it), 16-bit labels, backslash names, 16 classes, both resize streams."""
     from fakedata import make_synthia
 
+    from diga.data.archives import rar_extractor
+
     shutil.copytree(REPO / "config", tmp_path / "config")
-    make_synthia(tmp_path / "archives" / "synthia", 3, backslash=True)
+    rar = rar_extractor() is not None
+    archive = make_synthia(tmp_path / "archives" / "synthia", 3, backslash=True, rar=rar)
     make_cityscapes(tmp_path / "archives" / "cityscapes")
     (tmp_path / "paths.yaml").write_text(yaml.safe_dump({"datasets": {
-        "synthia": {"way": "archives", "archive_dir": "archives/synthia",
-                    "archive_names": ["SYNTHIA_RAND_CITYSCAPES.zip"]},
+        "synthia": {"way": "archives", "archive_dir": "archives/synthia", "archive_names": [archive.name]},
         "cityscapes": {"archive_dir": "archives/cityscapes"}}}))
     run_snakemake("--cores", "2", "--until", "prepare", "--configfile", "config/synthia_to_cityscapes.yaml",
                   "paths.yaml", cwd=tmp_path)
