@@ -5,7 +5,8 @@
 #     3 + 3 crops of 512x896, evaluation at 1024x2048), every mode, the fp32 eager baseline in the same process;
 #  2. torch.compile on the warm-up iteration and evaluation (compilation takes minutes, so only those two);
 #  3. bf16 + channels_last against fp32 on one random batch of the paper's network (logits, loss, gradient);
-#  4. the data loader at the paper's crop with 0, 1 and 8 workers.
+#  4. the host-device synchronisations left inside the warm-up and self-training iterations;
+#  5. the data loader at the paper's crop with 0, 1 and 8 workers.
 # Everything lands in $OUT (benchmarks/scratch/gpu without the device tool); copy the tables into
 # benchmarks/RESULTS.md with the card, the date and the torch version.
 set -uo pipefail
@@ -26,11 +27,15 @@ step() {  # name, time limit (s), command...: a step that fails or overruns is r
 }
 { nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
   python3 -c "import torch; print('torch', torch.__version__)"; } | tee "$OUT/device.txt"
-step modes 200 python3 -m diga bench --config $CONFIG --modes fp32 tf32 bf16 bf16+cl \
+step modes 170 python3 -m diga bench --config $CONFIG --modes fp32 tf32 bf16 bf16+cl \
   --iterations 10 --warmup 3 --eval-size 1024 2048 --out "$OUT/bench_modes.csv"
 step compile 150 python3 -m diga bench --config $CONFIG --stages warmup evaluate --modes bf16+cl bf16+cl+compile \
   --iterations 15 --warmup 5 --eval-size 1024 2048 --out "$OUT/bench_compile.csv"
-step numerics 40 python3 -m diga bench-numerics --config $CONFIG --batch 3 --out "$OUT/numerics.json"
+# Host-device synchronisations left inside the training iterations (each prints a warning with its stack).
+step syncs 40 python3 -m diga bench --config $CONFIG --stages warmup selftrain --modes bf16+cl --iterations 2 \
+  --warmup 1 --sync-debug --out "$OUT/bench_syncs.csv"
+grep -c "called a synchronizing CUDA operation" "$OUT/syncs.log" | sed 's/^/synchronisation warnings: /'
+step numerics 30 python3 -m diga bench-numerics --config $CONFIG --batch 3 --out "$OUT/numerics.json"
 LOADER=benchmarks/loader_gta5_size.yaml
-step make_toy 40 python3 -m diga make-toy --config $LOADER --out benchmarks/scratch/toycity720
-step data 60 python3 -m diga bench-data --config $LOADER --workers 0 1 8 --batches 30 --out "$OUT/bench_data.csv"
+step make_toy 30 python3 -m diga make-toy --config $LOADER --out benchmarks/scratch/toycity720
+step data 45 python3 -m diga bench-data --config $LOADER --workers 0 1 8 --batches 30 --out "$OUT/bench_data.csv"

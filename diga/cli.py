@@ -125,6 +125,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--eval-size", nargs=2, type=int, default=None, metavar=("H", "W"),
                    help="image size of the evaluate stage (default: the config's crop)")
     p.add_argument("--crop", nargs=2, type=int, default=None, metavar=("H", "W"), help="override data.crop")
+    p.add_argument("--sync-debug", action="store_true",
+                   help="CUDA: warn at every host-device synchronisation (torch.cuda.set_sync_debug_mode), to find "
+                        "the ones left inside an iteration")
     p.add_argument("--out", required=True, type=Path, help="CSV to write")
 
     p = sub.add_parser("bench-numerics", help="bf16 against fp32 on the same random batch: logits, loss, gradient")
@@ -285,6 +288,8 @@ def run(args: argparse.Namespace, argv: list[str]) -> None:
 
 
 def run_bench_command(settings: dict, args: argparse.Namespace) -> None:
+    import torch
+
     from diga.bench import harness
     from diga.train.common import device_for
 
@@ -292,6 +297,8 @@ def run_bench_command(settings: dict, args: argparse.Namespace) -> None:
     if args.crop:
         settings["data"]["crop"] = list(args.crop)
     modes = args.modes or (list(harness.MODES) if device.type == "cuda" else ["fp32", "bf16", "bf16+cl"])
+    if args.sync_debug and device.type == "cuda":
+        torch.cuda.set_sync_debug_mode("warn")
     eval_size = tuple(args.eval_size or settings["data"]["crop"])
     rows = harness.run_bench(settings, args.stages, modes, device, args.iterations,
                              args.warmup, eval_size)
