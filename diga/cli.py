@@ -307,11 +307,10 @@ def run_bench_command(settings: dict, args: argparse.Namespace) -> None:
 
 def run_bench_data_command(settings: dict, args: argparse.Namespace) -> None:
     from diga.bench.data import bench_loader
-    from diga.bench.harness import total
     from diga.train.common import device_for
 
     device = device_for(settings)
-    batch_size = args.batch_size or total(settings["stages"]["warmup"]["batch"])
+    batch_size = args.batch_size or settings["stages"]["warmup"]["batch"]  # an integer, or one count per stream
     rows = bench_loader(settings, args.workers, args.batches, batch_size, device)
     _report_bench(rows, settings, device, args.out)
 

@@ -11,19 +11,21 @@ import time
 
 import torch
 
-from diga.bench.harness import synchronize
-from diga.data.loader import BatchStream
-from diga.train.common import source_train
+from diga.bench.harness import synchronize, total
+from diga.train.common import domain_batches
 
 
-def measure_loader(settings: dict, workers: int, batches: int, batch_size: int,
+def measure_loader(settings: dict, workers: int, batches: int, batch_size: int | list[int],
                    device: torch.device | None = None, prefetch: int = 2) -> dict:
     """Time `batches` batches after a warm-up long enough to start the workers and drain their first burst (the
-    batches they load ahead before the steady state), so the rate is the sustained one."""
+    batches they load ahead before the steady state), so the rate is the sustained one. `prefetch` is the
+    loader's look-ahead per worker (BatchStream's default), which sets how long that warm-up is."""
     device = torch.device("cpu") if device is None else device
-    stream = BatchStream(source_train(settings), batch_size, settings, torch.Generator().manual_seed(0), device,
-                         workers=workers, prefetch=prefetch)
-    with stream:
+    # The source domain as training reads it: one BatchStream per resize stream (their prepared copies), each with
+    # `workers` processes; with no streams, one BatchStream over the plain list.
+    settings = dict(settings, train=dict(settings["train"], loader_workers=workers))
+    stream = domain_batches(settings, "source", batch_size, torch.Generator().manual_seed(0), device)
+    try:
         for _ in range(max(5, 2 * prefetch * workers)):
             next(stream)
         synchronize(device)
@@ -32,12 +34,14 @@ def measure_loader(settings: dict, workers: int, batches: int, batch_size: int,
             next(stream)
         synchronize(device)
         seconds = time.perf_counter() - start
+    finally:
+        stream.close()
     return {"workers": workers, "batch_size": batch_size, "batches": batches,
-            "images_per_s": round(batches * batch_size / seconds, 1),
+            "images_per_s": round(batches * total(batch_size) / seconds, 1),
             "ms_per_batch": round(1000 * seconds / batches, 3)}
 
 
-def bench_loader(settings: dict, workers: list[int], batches: int, batch_size: int,
+def bench_loader(settings: dict, workers: list[int], batches: int, batch_size: int | list[int],
                  device: torch.device | None = None) -> list[dict]:
     """One row per worker count, each with its speed relative to loading in the training process (0 workers)."""
     rows = [measure_loader(settings, count, batches, batch_size, device) for count in workers]
