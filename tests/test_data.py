@@ -25,9 +25,10 @@ from diga.data.archives import (
 )
 from diga.data.datasets import SegmentationList
 from diga.data.ingest import AcquisitionError, acquire
-from diga.data.labels import CITYSCAPES_LABEL_IDS, SYNTHIA_IDS, class_names, lookup_table
+from diga.data.labels import CITYSCAPES_LABEL_IDS, IGNORE_INDEX, SYNTHIA_IDS, class_names, lookup_table
 from diga.data.png16 import decode_png, read_png_channel, write_png
 from diga.data.prepare import gta5_paper_ids, prepare
+from diga.data.transforms import random_scale_crop_flip
 from diga.infer.evaluate import metrics_from_confusion
 from diga.method.losses import cross_entropy, ohem_cross_entropy
 
@@ -323,3 +324,29 @@ def test_crop_filter_redraws_crops_with_too_few_classes():
     a = filtered_crop(no_labels, (8, 8), (1.0, 1.0), torch.Generator().manual_seed(0), 5)["image"]
     b = filtered_crop(no_labels, (8, 8), (1.0, 1.0), torch.Generator().manual_seed(0), 1)["image"]
     assert torch.equal(a, b)  # unlabelled (target) crops are never redrawn
+
+
+def test_official_geometry_independent_axes_and_small_images_resized():
+    image = torch.rand(3, 40, 80)
+    label = torch.arange(80).repeat(40, 1) % 19  # a class per column: widths tell the horizontal scale
+    item = {"image": image, "label": label}
+    # Joint factors keep the aspect ratio; a too-small image is padded with ignore pixels.
+    padded = random_scale_crop_flip(item, (48, 64), (0.5, 0.5), torch.Generator().manual_seed(0))
+    assert padded["image"].shape == (3, 48, 64)
+    assert (padded["label"][20:] == IGNORE_INDEX).all()  # 40 * 0.5 = 20 rows of image, the rest padding
+    # Resized instead (the official RandomCrop): no ignore pixels, the whole 20x40 image stretched to 48x64.
+    resized = random_scale_crop_flip(item, (48, 64), (0.5, 0.5), torch.Generator().manual_seed(0), resize_small=True)
+    assert resized["image"].shape == (3, 48, 64) and not (resized["label"] == IGNORE_INDEX).any()
+    # The valid (non-ignore) region of a padded crop is the rescaled image: its aspect ratio stays 2 with joint
+    # factors and varies with independent ones.
+    def aspect_ratios(independent: bool) -> set[float]:
+        ratios = set()
+        for seed in range(20):
+            out = random_scale_crop_flip(item, (48, 96), (0.5, 1.0), torch.Generator().manual_seed(seed),
+                                         independent=independent)
+            valid = out["label"] != IGNORE_INDEX
+            ratios.add(round(int(valid.any(0).sum()) / int(valid.any(1).sum()), 1))
+        return ratios
+
+    assert aspect_ratios(False) == {2.0}
+    assert len(aspect_ratios(True)) > 5

@@ -74,8 +74,9 @@ class _Schedule:
 class _Crops(Dataset):
     """Item (index, seed) -> the dataset's item, rescaled, cropped and flipped with a generator seeded by `seed`."""
 
-    def __init__(self, dataset: Dataset, crop: tuple[int, int], scale: tuple[float, float], tries: int):
-        self.dataset, self.crop, self.scale, self.tries = dataset, crop, scale, tries
+    def __init__(self, dataset: Dataset, crop: tuple[int, int], scale: tuple[float, float], tries: int,
+                 geometry: dict[str, bool]):
+        self.dataset, self.crop, self.scale, self.tries, self.geometry = dataset, crop, scale, tries, geometry
 
     def __len__(self) -> int:
         return len(self.dataset)
@@ -83,7 +84,7 @@ class _Crops(Dataset):
     def __getitem__(self, key: tuple[int, int]) -> dict:
         index, seed = key
         return filtered_crop(self.dataset[index], self.crop, self.scale, torch.Generator().manual_seed(seed),
-                             self.tries)
+                             self.tries, **self.geometry)
 
 
 @contextmanager
@@ -131,7 +132,9 @@ class BatchStream:
         self.batch_size, self.device, self.prefetch = batch_size, torch.device(device), prefetch
         self.workers = loader_workers(settings["train"]["loader_workers"] if workers is None else workers,
                                       self.device)
-        self._crops = _Crops(dataset, tuple(data["crop"]), tuple(data["scale"]), data["crop_filter_tries"])
+        geometry = {"independent": data.get("scale_axes", "joint") == "independent",
+                    "resize_small": data.get("small_images", "pad") == "resize"}
+        self._crops = _Crops(dataset, tuple(data["crop"]), tuple(data["scale"]), data["crop_filter_tries"], geometry)
         self._schedule = _Schedule(len(dataset), batch_size, int(torch.randint(SEED_RANGE, (), generator=generator)))
         self._live: list = [None]  # the loader's iterator, in a list the finaliser can reach without the stream
         weakref.finalize(self, _shut_down, self._live)

@@ -10,22 +10,36 @@ import torch.nn.functional as F
 from diga.data.labels import IGNORE_INDEX
 
 
-def random_scale_crop_flip(item: dict, crop: tuple[int, int], scale: tuple[float, float],
-                           generator: torch.Generator) -> dict:
-    """Rescale by U(scale), pad (ignore label) to the crop if needed, random crop, random horizontal flip.
+def _resize(image: torch.Tensor, labels: dict[str, torch.Tensor], size: tuple[int, int]):
+    """Bilinear image, nearest labels."""
+    image = F.interpolate(image[None], size=size, mode="bilinear", align_corners=False)[0]
+    labels = {k: F.interpolate(v[None, None].float(), size=size, mode="nearest")[0, 0].long()
+              for k, v in labels.items()}
+    return image, labels
 
-    Every label-like entry ('label', 'pseudo') gets the same geometry as the image.
+
+def random_scale_crop_flip(item: dict, crop: tuple[int, int], scale: tuple[float, float],
+                           generator: torch.Generator, independent: bool = False,
+                           resize_small: bool = False) -> dict:
+    """Rescale by U(scale), fit to the crop if smaller, random crop, random horizontal flip.
+
+    Every label-like entry ('label', 'pseudo') gets the same geometry as the image. `independent`: height and
+    width get their own factors (the official RandomSized_and_Crop, which changes the aspect ratio);
+    `resize_small`: an image smaller than the crop is resized to it (the official RandomCrop) instead of padded
+    with ignore pixels.
     """
     image = item["image"]
-    label_keys = [k for k in ("label", "pseudo") if k in item]
+    labels = {k: item[k] for k in ("label", "pseudo") if k in item}
     height, width = image.shape[1:]
-    factor = scale[0] + (scale[1] - scale[0]) * torch.rand((), generator=generator).item()
-    new_h, new_w = max(1, round(height * factor)), max(1, round(width * factor))
-    image = F.interpolate(image[None], size=(new_h, new_w), mode="bilinear", align_corners=False)[0]
-    labels = {k: F.interpolate(item[k][None, None].float(), size=(new_h, new_w), mode="nearest")[0, 0].long()
-              for k in label_keys}
+    factor_h = scale[0] + (scale[1] - scale[0]) * torch.rand((), generator=generator).item()
+    factor_w = scale[0] + (scale[1] - scale[0]) * torch.rand((), generator=generator).item() if independent \
+        else factor_h
+    new_h, new_w = max(1, round(height * factor_h)), max(1, round(width * factor_w))
+    image, labels = _resize(image, labels, (new_h, new_w))
     crop_h, crop_w = crop
-    pad_h, pad_w = max(0, crop_h - new_h), max(0, crop_w - new_w)
+    if resize_small and (new_h < crop_h or new_w < crop_w):
+        image, labels = _resize(image, labels, (crop_h, crop_w))
+    pad_h, pad_w = max(0, crop_h - image.shape[1]), max(0, crop_w - image.shape[2])
     if pad_h or pad_w:
         image = F.pad(image, (0, pad_w, 0, pad_h), value=0.0)
         labels = {k: F.pad(v, (0, pad_w, 0, pad_h), value=IGNORE_INDEX) for k, v in labels.items()}
@@ -50,15 +64,16 @@ def crop_has_enough_classes(label: torch.Tensor, min_share: float = 0.02) -> boo
 
 
 def filtered_crop(item: dict, crop: tuple[int, int], scale: tuple[float, float], generator: torch.Generator,
-                  tries: int) -> dict:
+                  tries: int, **geometry: bool) -> dict:
     """`random_scale_crop_flip`, redrawn up to `tries` times until `crop_has_enough_classes` (the last draw is kept).
 
     Off (one draw) for tries <= 1 and for items without labels (target images), so those crops are unchanged.
+    `geometry`: random_scale_crop_flip's `independent` and `resize_small`.
     """
     if tries <= 1 or "label" not in item or bool((item["label"] == IGNORE_INDEX).all()):
-        return random_scale_crop_flip(item, crop, scale, generator)
+        return random_scale_crop_flip(item, crop, scale, generator, **geometry)
     for _ in range(tries):
-        out = random_scale_crop_flip(item, crop, scale, generator)
+        out = random_scale_crop_flip(item, crop, scale, generator, **geometry)
         if crop_has_enough_classes(out["label"]):
             break
     return out
