@@ -18,7 +18,10 @@ if ! python3 -c "import jsonschema" 2>/dev/null; then
   export PYTHONPATH=/tmp/site
 fi
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
-CONFIG=config/gta5_to_cityscapes.yaml
+# CONFIG, EVAL_SIZE and LOADER can be overridden to try the script on a CPU with small configs (tests/test_bench.py).
+CONFIG=${CONFIG:-config/gta5_to_cityscapes.yaml}
+EVAL_SIZE=${EVAL_SIZE:-1024 2048}
+LOADER=${LOADER:-benchmarks/loader_gta5_size.yaml}
 step() {  # name, time limit (s), command...: a step that fails or overruns is reported and the next one runs
   local name=$1 limit=$2; shift 2
   echo "== $name ($(date +%T))"
@@ -28,14 +31,13 @@ step() {  # name, time limit (s), command...: a step that fails or overruns is r
 { nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
   python3 -c "import torch; print('torch', torch.__version__)"; } | tee "$OUT/device.txt"
 step modes 170 python3 -m diga bench --config $CONFIG --modes fp32 tf32 bf16 bf16+cl \
-  --iterations 10 --warmup 3 --eval-size 1024 2048 --out "$OUT/bench_modes.csv"
+  --iterations 10 --warmup 3 --eval-size $EVAL_SIZE --out "$OUT/bench_modes.csv"
 step compile 150 python3 -m diga bench --config $CONFIG --stages warmup evaluate --modes bf16+cl bf16+cl+compile \
-  --iterations 15 --warmup 5 --eval-size 1024 2048 --out "$OUT/bench_compile.csv"
+  --iterations 15 --warmup 5 --eval-size $EVAL_SIZE --out "$OUT/bench_compile.csv"
 # Host-device synchronisations left inside the training iterations (each prints a warning with its stack).
 step syncs 40 python3 -m diga bench --config $CONFIG --stages warmup selftrain --modes bf16+cl --iterations 2 \
   --warmup 1 --sync-debug --out "$OUT/bench_syncs.csv"
 grep -c "called a synchronizing CUDA operation" "$OUT/syncs.log" | sed 's/^/synchronisation warnings: /'
 step numerics 30 python3 -m diga bench-numerics --config $CONFIG --batch 3 --out "$OUT/numerics.json"
-LOADER=benchmarks/loader_gta5_size.yaml
-step make_toy 30 python3 -m diga make-toy --config $LOADER --out benchmarks/scratch/toycity720
+step make_toy 30 python3 -m diga make-toy --config $LOADER
 step data 45 python3 -m diga bench-data --config $LOADER --workers 0 1 8 --batches 30 --out "$OUT/bench_data.csv"

@@ -25,7 +25,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("make-toy", help="generate the ToyCity benchmark (source and target domains)")
     _common(p, seed=False)
-    p.add_argument("--out", required=True, help="dataset folder to (re)create, e.g. resources/toycity")
+    p.add_argument("--out", default=None, help="dataset folder to (re)create (default: the config's data.root)")
 
     p = sub.add_parser("fetch", help="acquire a real dataset (extracted folder, archives or download; checksums; "
                                      "extraction) as datasets.<dataset> in the config says")
@@ -198,7 +198,7 @@ def run(args: argparse.Namespace, argv: list[str]) -> None:
     if command == "make-toy":
         from diga.data.toycity import ToyCitySpec, write_toycity
 
-        write_toycity(ToyCitySpec(**settings["toycity"]), args.out)
+        write_toycity(ToyCitySpec(**settings["toycity"]), args.out or settings["data"]["root"])
     elif command == "fetch":
         from diga.data.ingest import acquire
 

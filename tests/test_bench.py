@@ -79,3 +79,31 @@ def test_bf16_against_fp32_on_the_same_batch(tmp_path):
     settings = config_module.validate(yaml.safe_load(TINY_CONFIG.read_text()), str(TINY_CONFIG))
     same = compare_bf16(settings, torch.device("cpu"), 2, mode="fp32")  # fp32 against itself: identical
     assert same["loss_rel_diff"] == 0 and same["argmax_agreement"] == 1.0
+
+
+def test_gpu_check_script_runs_every_step_on_cpu_with_small_configs(tmp_path):
+    """benchmarks/gpu_check.sh, as the device call runs it, on the tiny config: every step exits 0 and writes its
+    file (the GPU-only parts, nvidia-smi and the sync warnings, simply find nothing)."""
+    import os
+    import subprocess
+
+    from conftest import REPO
+
+    loader = tmp_path / "loader.yaml"
+    loader.write_text(yaml.safe_dump({
+        "benchmark": "toycity", "seeds": [0],
+        "toycity": {"seed": 0, "height": 32, "width": 64, "n_source": 6, "n_target_train": 2, "n_target_val": 2},
+        "data": {"root": str(tmp_path / "toy"), "crop": [32, 64],
+                 "source": {"root": str(tmp_path / "toy" / "source"), "train_list": "lists/train.txt"},
+                 "target": {"root": str(tmp_path / "toy" / "target"), "train_list": "lists/train.txt",
+                            "val_list": "lists/val.txt"}}}))
+    env = dict(os.environ, OUT=str(tmp_path / "out"), CONFIG=str(TINY_CONFIG), EVAL_SIZE="32 64", LOADER=str(loader))
+    result = subprocess.run(["bash", "benchmarks/gpu_check.sh"], cwd=REPO, env=env, capture_output=True, text=True,
+                            timeout=600)
+    steps = [line for line in result.stdout.splitlines() if line.startswith("== ") and ": exit " in line]
+    assert steps == [f"== {name}: exit 0" for name in ("modes", "compile", "syncs", "numerics", "make_toy", "data")], \
+        result.stdout[-3000:]
+    for name in ("bench_modes.csv", "bench_compile.csv", "bench_syncs.csv", "numerics.json", "bench_data.csv"):
+        assert (tmp_path / "out" / name).stat().st_size > 0
+    modes = list(csv.DictReader((tmp_path / "out" / "bench_modes.csv").open()))
+    assert {(r["stage"], r["mode"]) for r in modes} >= {("translator", "tf32"), ("evaluate", "bf16+cl")}

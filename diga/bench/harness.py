@@ -178,7 +178,8 @@ def _stage_runner(stage: str, settings: dict, device: torch.device,
         schedule = cfg["iterations"]
 
     def run(iteration: int) -> object:
-        set_poly_lr(optimizer, iteration % schedule, schedule, settings["optim"]["poly_power"])
+        iteration %= schedule  # a short test schedule must not run past its end (the poly LR turns negative)
+        set_poly_lr(optimizer, iteration, schedule, settings["optim"]["poly_power"])
         return optimise(step, optimizer, iteration, [])
 
     return run, images
