@@ -248,3 +248,22 @@ def test_a_stage_scale_replaces_data_scale_for_that_stage_only():
     settings["stages"]["oracle"]["scale"] = [1.0]
     with pytest.raises(ConfigError, match="scale"):
         validate(settings)
+
+
+def test_auto_loader_workers_are_shared_by_a_stages_streams(monkeypatch):
+    import diga.train.common as common
+
+    settings = tiny()
+    settings["data"]["source"]["streams"] = [[24, 48], [32, 64]]
+    settings["data"]["target"]["streams"] = [[24, 48], [40, 80]]
+    settings = validate(settings)
+    assert settings["train"]["loader_workers"] == "auto"
+    # On the CPU, auto is no workers at all.
+    assert stage_settings(settings, "selftrain")["train"]["loader_workers"] == 0
+    # As on a GPU node whose job has 9 cores: 8 workers for the process, split over its batch streams.
+    monkeypatch.setattr(common, "loader_workers", lambda choice, device: 8)
+    assert stage_settings(settings, "selftrain")["train"]["loader_workers"] == 2   # 4 streams: source 2, target 2
+    assert stage_settings(settings, "warmup")["train"]["loader_workers"] == 4      # source only
+    assert stage_settings(settings, "oracle")["train"]["loader_workers"] == 4      # target only
+    settings["train"]["loader_workers"] = 3                                        # a number is per stream
+    assert stage_settings(settings, "selftrain")["train"]["loader_workers"] == 3

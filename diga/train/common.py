@@ -14,7 +14,7 @@ from torch import nn
 
 from diga.atomic import save_torch
 from diga.data.datasets import SegmentationList
-from diga.data.loader import BatchStream  # re-exported: the stages (and others) import it from here
+from diga.data.loader import BatchStream, loader_workers  # BatchStream re-exported: stages import it from here
 from diga.data.streams import Size, domain_streams, stream_counts, stream_list
 from diga.models.deeplabv2 import DeepLabV2, build_segmenter
 from diga.models.translator import Generator, build_generator
@@ -123,15 +123,26 @@ def domain_batches(settings: dict, domain: str, batch: int | list[int], generato
                            for size, count in zip(sizes, stream_counts(batch, len(sizes)), strict=True) if count > 0])
 
 
+# The domains each training stage draws batches from (warm-up: the target too with the BN-leak quirk).
+STAGE_DOMAINS = {"translator": ("source", "target"), "source_only": ("source",), "oracle": ("target",),
+                 "warmup": ("source",), "selftrain": ("source", "target")}
+
+
 def stage_settings(settings: dict, stage: str) -> dict:
     """`settings` as one training stage sees them: its `augment` keys over the global photometric augmentation,
-    and its `scale` (if set) instead of data.scale."""
+    its `scale` (if set) instead of data.scale, and `train.loader_workers: auto` resolved to a number per
+    BatchStream, so that the stage's streams (one per domain and resize stream) share the cores between them."""
     section = settings["translator"] if stage == "translator" else settings.get("stages", {}).get(stage, {})
     override = section.get("augment") or {}
     if override:
         settings = dict(settings, augment={**settings["augment"], **override})
     if section.get("scale") is not None:
         settings = dict(settings, data=dict(settings["data"], scale=list(section["scale"])))
+    if settings["train"]["loader_workers"] == "auto":
+        domains = STAGE_DOMAINS[stage] + (("target",) if section.get("target_bn_leak") else ())
+        streams = sum(len(domain_streams(settings["data"][domain])) for domain in domains)
+        total = loader_workers("auto", device_for(settings))
+        settings = dict(settings, train=dict(settings["train"], loader_workers=total and max(1, total // streams)))
     return settings
 
 
