@@ -4,6 +4,7 @@
 #  1. `diga bench` at the paper's network, batch and crop (config/gta5_to_cityscapes.yaml: DeepLabV2-R101,
 #     3 + 3 crops of 512x896, evaluation at 1024x2048), every mode, the fp32 eager baseline in the same process;
 #  2. torch.compile on the warm-up iteration and evaluation (compilation takes minutes, so only those two);
+#  2b. the translator with config/gpu_24gb.yaml (two parts per iteration): its peak memory for a 24 GB card;
 #  3. bf16 + channels_last against fp32 on one random batch of the paper's network (logits, loss, gradient);
 #  4. the host-device synchronisations left inside the warm-up and self-training iterations;
 #  5. the data loader at the paper's crop with 0, 1 and 8 workers.
@@ -30,14 +31,16 @@ step() {  # name, time limit (s), command...: a step that fails or overruns is r
 }
 { nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
   python3 -c "import torch; print('torch', torch.__version__)"; } | tee "$OUT/device.txt"
-step modes 170 python3 -m diga bench --config $CONFIG --modes fp32 tf32 bf16 bf16+cl \
+step modes 160 python3 -m diga bench --config $CONFIG --modes fp32 tf32 bf16 bf16+cl \
   --iterations 10 --warmup 3 --eval-size $EVAL_SIZE --out "$OUT/bench_modes.csv"
-step compile 150 python3 -m diga bench --config $CONFIG --stages warmup evaluate --modes bf16+cl bf16+cl+compile \
+step compile 145 python3 -m diga bench --config $CONFIG --stages warmup evaluate --modes bf16+cl bf16+cl+compile \
   --iterations 15 --warmup 5 --eval-size $EVAL_SIZE --out "$OUT/bench_compile.csv"
+step translator_24gb 35 python3 -m diga bench --config $CONFIG config/gpu_24gb.yaml --stages translator --modes bf16+cl \
+  --iterations 3 --warmup 1 --out "$OUT/bench_translator_24gb.csv"
 # Host-device synchronisations left inside the training iterations (each prints a warning with its stack).
 step syncs 40 python3 -m diga bench --config $CONFIG --stages warmup selftrain --modes bf16+cl --iterations 2 \
   --warmup 1 --sync-debug --out "$OUT/bench_syncs.csv"
 grep -c "called a synchronizing CUDA operation" "$OUT/syncs.log" | sed 's/^/synchronisation warnings: /'
 step numerics 30 python3 -m diga bench-numerics --config $CONFIG --batch 3 --out "$OUT/numerics.json"
 step make_toy 30 python3 -m diga make-toy --config $LOADER
-step data 45 python3 -m diga bench-data --config $LOADER --workers 0 1 8 --batches 30 --out "$OUT/bench_data.csv"
+step data 40 python3 -m diga bench-data --config $LOADER --workers 0 1 8 --batches 30 --out "$OUT/bench_data.csv"

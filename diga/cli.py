@@ -12,8 +12,9 @@ from diga.train.stop import TrainingInterrupted
 
 
 def _common(parser: argparse.ArgumentParser, seed: bool = True) -> None:
-    parser.add_argument("--config", required=True,
-                        help="config YAML/JSON file, or an inline JSON object (what the Snakemake rules pass)")
+    parser.add_argument("--config", required=True, nargs="+",
+                        help="config YAML/JSON file(s), merged in order (a later file's keys win), or an inline JSON "
+                             "object (what the Snakemake rules pass)")
     if seed:
         parser.add_argument("--seed", type=int, required=True, help="training seed")
 
@@ -130,6 +131,18 @@ def build_parser() -> argparse.ArgumentParser:
                         "the ones left inside an iteration")
     p.add_argument("--out", required=True, type=Path, help="CSV to write")
 
+    p = sub.add_parser("bench-memory", help="peak tensor memory of each stage's iteration, measured on the CPU at "
+                                            "small crops and extrapolated to the paper's crop (fits 24 GB?)")
+    _common(p, seed=False)
+    p.add_argument("--stages", nargs="+", default=["warmup", "selftrain", "translator", "evaluate"])
+    p.add_argument("--modes", nargs="+", default=["fp32", "bf16+cl"], help="see diga bench --modes")
+    p.add_argument("--crops", nargs="+", type=_size, default=[(64, 112), (128, 224)], metavar="HxW",
+                   help="crops measured (at least two areas); for evaluate, image sizes")
+    p.add_argument("--at", type=_size, default=None, metavar="HxW", help="crop to extrapolate to (default: data.crop)")
+    p.add_argument("--eval-size", type=_size, default=(1024, 2048), metavar="HxW",
+                   help="evaluated image size to extrapolate the evaluate stage to")
+    p.add_argument("--out", required=True, type=Path, help="CSV to write")
+
     p = sub.add_parser("bench-numerics", help="bf16 against fp32 on the same random batch: logits, loss, gradient")
     _common(p, seed=False)
     p.add_argument("--batch", type=int, default=2)
@@ -153,6 +166,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--qualitative-images", type=int, default=4)
     p.add_argument("--out-dir", required=True, type=Path)
     return parser
+
+
+def _size(text: str) -> tuple[int, int]:
+    """'512x896' -> (512, 896)."""
+    try:
+        height, width = (int(part) for part in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a size as HxW, such as 512x896, not {text!r}") from None
+    return height, width
 
 
 def _pairs(items: list[str]) -> dict[str, Path]:
@@ -179,7 +201,7 @@ def processes_for(command: str, settings: dict) -> int:
 
 
 def run(args: argparse.Namespace, argv: list[str]) -> None:
-    settings = config_module.load(args.config)
+    settings = config_module.load(*args.config)
     command = args.command
     processes = processes_for(command, settings)
     if processes > 1:
@@ -265,6 +287,14 @@ def run(args: argparse.Namespace, argv: list[str]) -> None:
         write_run_info(settings, args.out)
     elif command == "bench":
         run_bench_command(settings, args)
+    elif command == "bench-memory":
+        from diga.bench.memory import estimate_memory
+
+        target = args.at or tuple(settings["data"]["crop"])
+        rows = estimate_memory(settings, args.stages, args.modes, args.crops, target, args.eval_size)
+        import torch
+
+        _report_bench(rows, settings, torch.device("cpu"), args.out)
     elif command == "bench-data":
         run_bench_data_command(settings, args)
     elif command == "bench-numerics":

@@ -77,16 +77,37 @@ def check_batches(settings: dict[str, Any], source: str = "config") -> None:
                 problems.append(f"  - {key} lists {len(batch)} count(s) but data.{domain}.streams {configured}; "
                                 f"give {n_streams} count(s), one per stream in the order of data.{domain}.streams, "
                                 "or an integer total")
+    parts, batch = settings["translator"]["accumulate"], settings["translator"]["batch"]
+    images = sum(batch) if isinstance(batch, list) else batch
+    if images % parts:
+        problems.append(f"  - translator.accumulate is {parts} but translator.batch is {images} image(s) per domain; "
+                        "set translator.accumulate to a divisor of the batch (equal parts give the full batch's loss)")
     if problems:
         raise ConfigError(f"{source}: inconsistent batch compositions:\n" + "\n".join(problems))
 
 
-def load(spec: str) -> dict[str, Any]:
-    """Load a config from a YAML/JSON file path, or from an inline JSON object (what the Snakemake rules pass)."""
+def load(*specs: str) -> dict[str, Any]:
+    """Load a config from YAML/JSON file paths, or from an inline JSON object (what the Snakemake rules pass).
+
+    Several files are merged in order, a later one's keys over an earlier one's (nested mappings key by key), as
+    Snakemake merges its --configfile arguments: `config/gta5_to_cityscapes.yaml config/gpu_24gb.yaml`.
+    """
     import yaml
-    if spec.lstrip().startswith("{"):
-        return validate(json.loads(spec), "inline config")
-    path = Path(spec)
-    if not path.is_file():
-        raise ConfigError(f"config file {path} does not exist; pass --config config/config.yaml or another file")
-    return validate(yaml.safe_load(path.read_text()) or {}, str(path))
+
+    merged: dict[str, Any] = {}
+    for spec in specs:
+        if spec.lstrip().startswith("{"):
+            merged = _merge(merged, json.loads(spec))
+            continue
+        path = Path(spec)
+        if not path.is_file():
+            raise ConfigError(f"config file {path} does not exist; pass --config config/config.yaml or another file")
+        merged = _merge(merged, yaml.safe_load(path.read_text()) or {})
+    return validate(merged, " + ".join("inline config" if spec.lstrip().startswith("{") else spec for spec in specs))
+
+
+def _merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in update.items():
+        out[key] = _merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out

@@ -101,9 +101,11 @@ def test_gpu_check_script_runs_every_step_on_cpu_with_small_configs(tmp_path):
     result = subprocess.run(["bash", "benchmarks/gpu_check.sh"], cwd=REPO, env=env, capture_output=True, text=True,
                             timeout=600)
     steps = [line for line in result.stdout.splitlines() if line.startswith("== ") and ": exit " in line]
-    assert steps == [f"== {name}: exit 0" for name in ("modes", "compile", "syncs", "numerics", "make_toy", "data")], \
+    assert steps == [f"== {name}: exit 0" for name in ("modes", "compile", "translator_24gb", "syncs", "numerics",
+                                                          "make_toy", "data")], \
         result.stdout[-3000:]
-    for name in ("bench_modes.csv", "bench_compile.csv", "bench_syncs.csv", "numerics.json", "bench_data.csv"):
+    for name in ("bench_modes.csv", "bench_compile.csv", "bench_translator_24gb.csv", "bench_syncs.csv",
+                 "numerics.json", "bench_data.csv"):
         assert (tmp_path / "out" / name).stat().st_size > 0
     modes = list(csv.DictReader((tmp_path / "out" / "bench_modes.csv").open()))
     assert {(r["stage"], r["mode"]) for r in modes} >= {("translator", "tf32"), ("evaluate", "bf16+cl")}

@@ -84,15 +84,45 @@ class Progress:
 
 def optimise(step: StepFn, optimizer: torch.optim.Optimizer, iteration: int,
              modules: list[nn.Module]) -> tuple[torch.Tensor, dict[str, torch.Tensor], dict]:
-    """One iteration: the step's losses, backward, (averaged) gradients, SGD update. No host synchronisation."""
+    """One iteration: the step's losses, backward, (averaged) gradients, SGD update. No host synchronisation.
+
+    Gradients are cleared before the step runs, so a step may back-propagate micro-batches itself
+    (`accumulate`) and return the last one's losses for this backward."""
+    optimizer.zero_grad(set_to_none=True)
     terms, stats = step(iteration)
     loss = torch.stack(list(terms.values())).sum()
-    optimizer.zero_grad(set_to_none=True)
     loss.backward()
     distributed.average_gradients(distributed.optimizer_params(optimizer))
     optimizer.step()
     distributed.broadcast_buffers(modules)
     return loss, terms, stats
+
+
+def accumulate(parts: int, losses_of: Callable[[int], dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+    """Gradient accumulation: the loss terms of micro-batches 0..parts-1, each scaled by 1/parts and summed.
+
+    All but the last micro-batch are back-propagated here, one at a time, so only one micro-batch's activations
+    are alive at once; the last comes back with its graph for the loop's backward. With equal micro-batches and
+    mean-reduced losses over per-sample layers (no batch statistics), the summed terms and the accumulated
+    gradients are the full batch's, up to float rounding.
+    """
+    total: dict[str, torch.Tensor] = {}
+    for part in range(parts):
+        terms = {name: value / parts for name, value in losses_of(part).items()} if parts > 1 else losses_of(part)
+        if part < parts - 1:
+            torch.stack(list(terms.values())).sum().backward()
+            terms = {name: value.detach() for name, value in terms.items()}
+        total = {name: total[name] + value for name, value in terms.items()} if total else terms
+    return total
+
+
+def split_batch(batch: dict[str, torch.Tensor], parts: int) -> list[dict[str, torch.Tensor]]:
+    """`parts` equal micro-batches of a batch (its size must be a multiple of `parts`; the config checks it)."""
+    size = len(next(iter(batch.values())))
+    if size % parts:
+        raise ValueError(f"a batch of {size} cannot be split into {parts} equal micro-batches")
+    return [{key: value[i * size // parts:(i + 1) * size // parts] for key, value in batch.items()}
+            for i in range(parts)]
 
 
 class PendingRows:

@@ -21,7 +21,7 @@ from diga.models.translator import MultiScaleDiscriminator, build_generator
 from diga.provenance import provenance
 from diga.train import distributed
 from diga.train.common import device_for, domain_batches, seed_stage, source_train, stage_resume, stage_settings
-from diga.train.loop import StepFn, run_training
+from diga.train.loop import StepFn, accumulate, run_training, split_batch
 from diga.train.precision import Precision, precision_for
 
 # 5x5 Laplacian: marks label boundaries for the semantic-edge loss.
@@ -106,25 +106,16 @@ def translator_step(settings: dict, parts: dict, source: Iterator[dict], target:
     def judge(dis: nn.Module, x: torch.Tensor) -> list[torch.Tensor]:
         return precision.run(dis, x)
 
-    def step(iteration: int):
-        for group in opt_dis.param_groups:  # the discriminators follow the same poly schedule
-            group["lr"] = group["initial_lr"] * (1 - iteration / cfg["iterations"]) ** 0.9
-        src, tgt = next(source), next(target)
-        x_s, x_t = src["image"], tgt["image"]
-        fake_t = translate(s2t, s2t, x_s)
-        fake_s = translate(t2s, t2s, x_t)
-        # Discriminator update first, on detached translations.
-        dis_loss = (lsgan_discriminator_loss(judge(dis_target, x_t), judge(dis_target, fake_t.detach()))
-                    + lsgan_discriminator_loss(judge(dis_source, x_s), judge(dis_source, fake_s.detach())))
-        opt_dis.zero_grad(set_to_none=True)
-        (cfg["adversarial_weight"] * dis_loss).backward()
-        distributed.average_gradients(distributed.optimizer_params(opt_dis))
-        opt_dis.step()
+    parts = cfg["accumulate"]
+
+    def generator_terms(chunk: dict, fakes: tuple[torch.Tensor, torch.Tensor] | None) -> dict[str, torch.Tensor]:
+        x_s, x_t = chunk["source"], chunk["target"]
+        fake_t, fake_s = fakes if fakes is not None else (translate(s2t, s2t, x_s), translate(t2s, t2s, x_t))
         adversarial = lsgan_generator_loss(judge(dis_target, fake_t)) + lsgan_generator_loss(judge(dis_source, fake_s))
         cycle = F.l1_loss(translate(t2s, t2s, fake_t), x_s) + F.l1_loss(translate(s2t, s2t, fake_s), x_t)
         # Self-reconstruction: each domain's encoder decoded in its own style returns the image.
         self_recon = F.l1_loss(translate(s2t, t2s, x_s), x_s) + F.l1_loss(translate(t2s, s2t, x_t), x_t)
-        edges = label_edges(src["label"])
+        edges = label_edges(chunk["label"])
         edge = F.l1_loss(fake_t * edges, x_s * edges)
         terms = {"adv": cfg["adversarial_weight"] * adversarial, "cycle": cfg["cycle_weight"] * cycle,
                  "self": cfg["self_weight"] * self_recon, "edge": cfg["edge_weight"] * edge}
@@ -132,7 +123,32 @@ def translator_step(settings: dict, parts: dict, source: Iterator[dict], target:
             with precision.autocast():
                 pair_loss = perceptual(fake_t, x_s) + perceptual(fake_s, x_t)
             terms["perceptual"] = cfg["perceptual_weight"] * pair_loss.float()
-        return terms, {"dis": dis_loss.detach()}
+        return terms
+
+    def step(iteration: int):
+        for group in opt_dis.param_groups:  # the discriminators follow the same poly schedule
+            group["lr"] = group["initial_lr"] * (1 - iteration / cfg["iterations"]) ** 0.9
+        src, tgt = next(source), next(target)
+        chunks = split_batch({"source": src["image"], "label": src["label"], "target": tgt["image"]}, parts)
+        # With one part, the translations the discriminators see keep their graph for the generators' losses.
+        # With several (translator.accumulate), they are made without one here and again, per part, below, so
+        # that only one part's activations are ever alive.
+        with torch.set_grad_enabled(parts == 1):
+            fakes = [(translate(s2t, s2t, c["source"]), translate(t2s, t2s, c["target"])) for c in chunks]
+        # Discriminator update first, on detached translations; its gradients accumulate over the parts too.
+        opt_dis.zero_grad(set_to_none=True)
+        dis_loss = torch.zeros((), device=src["image"].device)
+        for chunk, (fake_t, fake_s) in zip(chunks, fakes, strict=True):
+            real_t, real_s = chunk["target"], chunk["source"]
+            part_loss = (lsgan_discriminator_loss(judge(dis_target, real_t), judge(dis_target, fake_t.detach()))
+                         + lsgan_discriminator_loss(judge(dis_source, real_s), judge(dis_source, fake_s.detach()))
+                         ) / parts
+            (cfg["adversarial_weight"] * part_loss).backward()
+            dis_loss += part_loss.detach()
+        distributed.average_gradients(distributed.optimizer_params(opt_dis))
+        opt_dis.step()
+        terms = accumulate(parts, lambda k: generator_terms(chunks[k], fakes[k] if parts == 1 else None))
+        return terms, {"dis": dis_loss}
 
     return step
 
