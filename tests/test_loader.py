@@ -131,3 +131,36 @@ def test_bench_data_times_each_worker_count(settings, tmp_path):
         # The two figures are the same measurement: 2 crops per batch.
         assert float(row["images_per_s"]) == pytest.approx(2000 / float(row["ms_per_batch"]), rel=0.01)
     assert rows[0]["speedup_vs_0"] == "1.0"
+
+
+def test_in_order_gives_every_item_in_order_with_or_without_workers(settings):
+    from diga.data.loader import in_order
+    from diga.train.common import target_val
+
+    dataset = target_val(settings)  # 6 images
+    assert len(dataset) == 6
+    inline = list(in_order(dataset, 4, torch.device("cpu"), 0))
+    parallel = list(in_order(dataset, 4, torch.device("cpu"), 2))
+    assert [len(items) for items in inline] == [len(items) for items in parallel] == [4, 2]
+    for mine, theirs in zip(sum(inline, []), sum(parallel, []), strict=True):
+        assert torch.equal(mine["image"], theirs["image"]) and torch.equal(mine["label"], theirs["label"])
+    assert torch.equal(inline[1][1]["image"], dataset[5]["image"])
+    assert not multiprocessing.active_children()  # the workers are gone once the pass is over
+
+
+def test_evaluation_counts_the_same_pixels_with_loader_workers(settings):
+    from diga.infer.evaluate import confusion_on_val
+    from diga.train.common import new_segmenter
+
+    torch.manual_seed(0)
+    model = new_segmenter(settings, torch.device("cpu")).eval()
+    counts = {}
+    for workers in (0, 2):
+        with_workers = dict(settings, train=dict(settings["train"], loader_workers=workers))
+        counts[workers] = confusion_on_val(with_workers, model, torch.device("cpu"))
+    from diga.data.labels import IGNORE_INDEX
+    from diga.train.common import target_val
+
+    labelled = sum(int((item["label"] != IGNORE_INDEX).sum()) for item in target_val(settings))
+    assert counts[0].sum() == labelled > 0  # every labelled val pixel, once
+    assert (counts[0] == counts[2]).all()

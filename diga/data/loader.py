@@ -179,3 +179,23 @@ class BatchStream:
 
     def __exit__(self, *exc_info) -> None:
         self.close()
+
+
+def _as_list(items: list[dict]) -> list[dict]:
+    return items
+
+
+def in_order(dataset: Dataset, batch_size: int, device: torch.device, workers: int | str) -> Iterator[list[dict]]:
+    """The dataset's items in order, `batch_size` at a time (lists of items, which may differ in size), decoded by
+    `workers` processes ahead of the consumer ('auto': as for training, none on the CPU) and pinned on CUDA.
+
+    Evaluation and pseudo-labelling read full-size images, whose PNG decoding would otherwise leave a GPU idle.
+    """
+    workers = loader_workers(workers, torch.device(device))
+    if workers == 0:
+        for start in range(0, len(dataset), batch_size):
+            yield [dataset[i] for i in range(start, min(start + batch_size, len(dataset)))]
+        return
+    yield from DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=workers,
+                          collate_fn=_as_list, pin_memory=torch.device(device).type == "cuda", prefetch_factor=4,
+                          worker_init_fn=_worker_init)

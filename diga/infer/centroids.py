@@ -7,6 +7,7 @@ from pathlib import Path
 import torch
 
 from diga.atomic import save_torch
+from diga.data.loader import in_order
 from diga.method.selection import class_means, update_centroids_cumulative
 from diga.provenance import provenance
 from diga.train.common import device_for, load_segmenter, target_train
@@ -23,8 +24,8 @@ def compute_centroids(settings: dict, checkpoint: Path, out_path: Path) -> torch
     cfg, num_classes = settings["centroids"], settings["data"]["num_classes"]
     centroids = counts = None
     for _ in range(cfg["epochs"]):
-        for index in range(len(dataset)):
-            output = precision.run(model, dataset[index]["image"][None].to(device))
+        for (item,) in in_order(dataset, 1, device, settings["train"]["loader_workers"]):  # decoded ahead on a GPU
+            output = precision.run(model, item["image"][None].to(device, non_blocking=True))
             if centroids is None:
                 centroids = torch.zeros(num_classes, output.feat.shape[1], device=device)
                 counts = torch.zeros(num_classes, dtype=torch.long, device=device)

@@ -11,8 +11,12 @@ from diga.data.labels import IGNORE_INDEX
 def confusion_matrix(prediction: torch.Tensor, target: torch.Tensor, num_classes: int) -> torch.Tensor:
     """C x C counts, rows = ground truth, columns = prediction; ignore pixels are skipped."""
     valid = (target != IGNORE_INDEX) & (target >= 0) & (target < num_classes)
-    index = target[valid] * num_classes + prediction[valid]
-    return torch.bincount(index.flatten(), minlength=num_classes**2).reshape(num_classes, num_classes)
+    # Invalid pixels go to one extra bin, dropped at the end: no boolean indexing and no bincount, both of which
+    # make a GPU wait for the host (their output size depends on the data).
+    index = torch.where(valid, target * num_classes + prediction, num_classes**2).flatten()
+    counts = torch.zeros(num_classes**2 + 1, dtype=torch.long, device=index.device)
+    counts.index_add_(0, index, torch.ones_like(index))
+    return counts[:-1].reshape(num_classes, num_classes)
 
 
 def iou_per_class(confusion: np.ndarray) -> np.ndarray:

@@ -11,6 +11,7 @@ from PIL import Image
 
 from diga.atomic import atomic_dir, write_json
 from diga.data.labels import IGNORE_INDEX, class_names, palette_bytes
+from diga.data.loader import in_order
 from diga.infer.metrics import confusion_matrix, iou_per_class, pixel_accuracy
 from diga.provenance import provenance
 from diga.train.common import device_for, load_segmenter, target_train
@@ -36,10 +37,10 @@ def make_pseudolabels(settings: dict, checkpoint: Path, out_dir: Path, summary_p
     from diga.infer.predict import multiscale_logits
 
     with atomic_dir(out_dir) as tmp:
-        for index in range(len(dataset)):
-            item = dataset[index]
-            logits = multiscale_logits(model, item["image"][None].to(device), settings["evaluate"]["scales"],
-                                       precision)
+        images = in_order(dataset, 1, device, settings["train"]["loader_workers"])  # decoded ahead on a GPU
+        for index, (item,) in enumerate(images):
+            logits = multiscale_logits(model, item["image"][None].to(device, non_blocking=True),
+                                       settings["evaluate"]["scales"], precision)
             label = logits.argmax(1)[0].cpu()
             save_label_png(label.numpy(), tmp / f"{dataset.name(index)}.png", num_classes)
             counts += np.bincount(label.flatten().numpy(), minlength=num_classes)[:num_classes]
