@@ -23,8 +23,11 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_leaves
 
 GIB = 2**30
-# A "24 GB" card holds 24e9 bytes (22.35 GiB); the CUDA context takes about 0.5 GiB of it.
+# A "24 GB" card holds 24e9 bytes (22.35 GiB); the CUDA context takes about 0.5 GiB of it. A stage "fits" when
+# its estimate plus MARGIN is below that: what the estimate leaves out (workspaces, allocator rounding) and its
+# error. For the warm-up iteration it came within 7 % of a peak measured on an H200 (benchmarks/RESULTS.md).
 CARD_24GB_GIB = 24e9 / GIB - 0.5
+MARGIN = 0.10
 
 
 class LiveTensorMemory(TorchDispatchMode):
@@ -121,7 +124,7 @@ def estimate_memory(settings: dict, stages: list[str], modes: list[str], crops: 
                    **{f"peak_gib_{h}x{w}": round(p / GIB, 4) for (h, w), p in zip(crops, peaks, strict=True)},
                    "fixed_gib": round(intercept / GIB, 3), "gib_per_megapixel": round(slope * 1e6 / GIB, 3),
                    "at": f"{goal[0]}x{goal[1]}", "predicted_peak_gib": round(predicted, 2),
-                   "fits_24gb": predicted <= CARD_24GB_GIB}
+                   "fits_24gb": predicted * (1 + MARGIN) <= CARD_24GB_GIB}
             print(f"[bench-memory] {stage} {mode}: {predicted:.2f} GiB at {goal[0]}x{goal[1]}", file=sys.stderr,
                   flush=True)
             rows.append(row)
