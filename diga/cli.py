@@ -155,6 +155,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", nargs="+", type=int, default=[0, 1, 2], help="loader worker counts to time")
     p.add_argument("--batches", type=int, default=100, help="timed batches per worker count (after a warm-up)")
     p.add_argument("--batch-size", type=int, default=None, help="default: stages.warmup.batch")
+    p.add_argument("--split", choices=["train", "val"], default="train",
+                   help="train: augmented crops of source train; val: whole target-val images in order (evaluation)")
     p.add_argument("--out", required=True, type=Path, help="CSV to write")
 
     p = sub.add_parser("figures", help="training curves, per-class IoU, qualitative grid, confusion matrix")
@@ -341,7 +343,7 @@ def run_bench_data_command(settings: dict, args: argparse.Namespace) -> None:
 
     device = device_for(settings)
     batch_size = args.batch_size or settings["stages"]["warmup"]["batch"]  # an integer, or one count per stream
-    rows = bench_loader(settings, args.workers, args.batches, batch_size, device)
+    rows = bench_loader(settings, args.workers, args.batches, batch_size, device, args.split)
     _report_bench(rows, settings, device, args.out)
 
 

@@ -131,6 +131,13 @@ def test_bench_data_times_each_worker_count(settings, tmp_path):
         # The two figures are the same measurement: 2 crops per batch.
         assert float(row["images_per_s"]) == pytest.approx(2000 / float(row["ms_per_batch"]), rel=0.01)
     assert rows[0]["speedup_vs_0"] == "1.0"
+    # --split val: one pass over the 6 whole target-val images per worker count.
+    assert main(["bench-data", "--config", json.dumps(settings), "--split", "val", "--workers", "0", "2",
+                 "--out", str(out)]) == 0
+    rows = list(csv.DictReader(out.open()))
+    assert [(row["workers"], row["images"], row["size"]) for row in rows] == [("0", "6", "32x64"), ("2", "6", "32x64")]
+    for row in rows:
+        assert float(row["images_per_s"]) == pytest.approx(1000 / float(row["ms_per_image"]), rel=0.01)
 
 
 def test_in_order_gives_every_item_in_order_with_or_without_workers(settings):

@@ -1,4 +1,5 @@
-"""`diga bench-data`: crops per second through the training loader, for each number of loader workers.
+"""`diga bench-data`: crops per second through the training loader, for each number of loader workers (with
+`--split val`: whole images per second as evaluation and pseudo-labelling read them).
 
 What is timed is what a stage waits for: PNG decode of the prepared files, rescale, crop, flip, crop filter,
 collate, and (on CUDA) pinning and the copy to the device, for source-train batches (labelled, so the crop filter
@@ -41,10 +42,34 @@ def measure_loader(settings: dict, workers: int, batches: int, batch_size: int |
             "ms_per_batch": round(1000 * seconds / batches, 3)}
 
 
+def measure_val_loader(settings: dict, workers: int, device: torch.device | None = None) -> dict:
+    """Images per second of one pass over target val as evaluation reads it (diga.data.loader.in_order: whole
+    images in order, decoded by `workers` processes), worker start-up included, as every evaluation pays it."""
+    from diga.data.loader import in_order
+    from diga.train.common import target_val
+
+    device = torch.device("cpu") if device is None else device
+    dataset = target_val(settings)
+    start = time.perf_counter()
+    for items in in_order(dataset, 1, device, workers):
+        for item in items:
+            item["image"].to(device, non_blocking=True)
+    synchronize(device)
+    seconds = time.perf_counter() - start
+    height, width = dataset[0]["image"].shape[-2:]
+    return {"workers": workers, "images": len(dataset), "size": f"{height}x{width}",
+            "images_per_s": round(len(dataset) / seconds, 1), "ms_per_image": round(1000 * seconds / len(dataset), 3)}
+
+
 def bench_loader(settings: dict, workers: list[int], batches: int, batch_size: int | list[int],
-                 device: torch.device | None = None) -> list[dict]:
-    """One row per worker count, each with its speed relative to loading in the training process (0 workers)."""
-    rows = [measure_loader(settings, count, batches, batch_size, device) for count in workers]
+                 device: torch.device | None = None, split: str = "train") -> list[dict]:
+    """One row per worker count, each with its speed relative to loading in the training process (0 workers).
+
+    `split` 'train': the training loader's augmented crops; 'val': whole target-val images in order."""
+    if split == "val":
+        rows = [measure_val_loader(settings, count, device) for count in workers]
+    else:
+        rows = [measure_loader(settings, count, batches, batch_size, device) for count in workers]
     baseline = next((row["images_per_s"] for row in rows if row["workers"] == 0), None)
     for row in rows:
         row["speedup_vs_0"] = None if baseline is None else round(row["images_per_s"] / baseline, 2)
