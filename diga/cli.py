@@ -138,9 +138,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--modes", nargs="+", default=["fp32", "bf16+cl"], help="see diga bench --modes")
     p.add_argument("--crops", nargs="+", type=_size, default=[(64, 112), (128, 224)], metavar="HxW",
                    help="crops measured (at least two areas); for evaluate, image sizes")
-    p.add_argument("--at", type=_size, default=None, metavar="HxW", help="crop to extrapolate to (default: data.crop)")
-    p.add_argument("--eval-size", type=_size, default=(1024, 2048), metavar="HxW",
-                   help="evaluated image size to extrapolate the evaluate stage to")
+    p.add_argument("--at", nargs=2, type=int, default=None, metavar=("H", "W"),
+                   help="crop to extrapolate to (default: data.crop)")
+    p.add_argument("--eval-size", nargs=2, type=int, default=[1024, 2048], metavar=("H", "W"),
+                   help="evaluated image size to extrapolate the evaluate stage to (as diga bench --eval-size)")
     p.add_argument("--out", required=True, type=Path, help="CSV to write")
 
     p = sub.add_parser("bench-numerics", help="bf16 against fp32 on the same random batch: logits, loss, gradient")
@@ -290,12 +291,12 @@ def run(args: argparse.Namespace, argv: list[str]) -> None:
     elif command == "bench":
         run_bench_command(settings, args)
     elif command == "bench-memory":
-        from diga.bench.memory import estimate_memory
-
-        target = args.at or tuple(settings["data"]["crop"])
-        rows = estimate_memory(settings, args.stages, args.modes, args.crops, target, args.eval_size)
         import torch
 
+        from diga.bench.memory import estimate_memory
+
+        target = tuple(args.at or settings["data"]["crop"])
+        rows = estimate_memory(settings, args.stages, args.modes, args.crops, target, tuple(args.eval_size))
         _report_bench(rows, settings, torch.device("cpu"), args.out)
     elif command == "bench-data":
         run_bench_data_command(settings, args)

@@ -53,10 +53,10 @@ def measure_val_loader(settings: dict, workers: int, device: torch.device | None
     start = time.perf_counter()
     for items in in_order(dataset, 1, device, workers):
         for item in items:
-            item["image"].to(device, non_blocking=True)
+            image = item["image"].to(device, non_blocking=True)
     synchronize(device)
     seconds = time.perf_counter() - start
-    height, width = dataset[0]["image"].shape[-2:]
+    height, width = image.shape[-2:]
     return {"workers": workers, "images": len(dataset), "size": f"{height}x{width}",
             "images_per_s": round(len(dataset) / seconds, 1), "ms_per_image": round(1000 * seconds / len(dataset), 3)}
 

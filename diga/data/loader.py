@@ -181,10 +181,6 @@ class BatchStream:
         self.close()
 
 
-def _as_list(items: list[dict]) -> list[dict]:
-    return items
-
-
 def in_order(dataset: Dataset, batch_size: int, device: torch.device, workers: int | str) -> Iterator[list[dict]]:
     """The dataset's items in order, `batch_size` at a time (lists of items, which may differ in size), decoded by
     `workers` processes ahead of the consumer ('auto': as for training, none on the CPU) and pinned on CUDA.
@@ -197,5 +193,5 @@ def in_order(dataset: Dataset, batch_size: int, device: torch.device, workers: i
             yield [dataset[i] for i in range(start, min(start + batch_size, len(dataset)))]
         return
     yield from DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=workers,
-                          collate_fn=_as_list, pin_memory=torch.device(device).type == "cuda", prefetch_factor=4,
+                          collate_fn=list, pin_memory=torch.device(device).type == "cuda", prefetch_factor=4,
                           worker_init_fn=_worker_init)

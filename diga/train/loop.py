@@ -108,7 +108,7 @@ def accumulate(parts: int, losses_of: Callable[[int], dict[str, torch.Tensor]]) 
     """
     total: dict[str, torch.Tensor] = {}
     for part in range(parts):
-        terms = {name: value / parts for name, value in losses_of(part).items()} if parts > 1 else losses_of(part)
+        terms = {name: value / parts for name, value in losses_of(part).items()}  # exact for one part
         if part < parts - 1:
             torch.stack(list(terms.values())).sum().backward()
             terms = {name: value.detach() for name, value in terms.items()}
