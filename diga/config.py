@@ -46,7 +46,23 @@ def validate(settings: dict[str, Any], source: str = "config") -> dict[str, Any]
                 + "\nFix these keys (their meaning and allowed values are in workflow/schemas/config.schema.yaml)."
             )
     check_batches(settings, source)
+    check_official_switches(settings, source)
     return settings
+
+
+def check_official_switches(settings: dict[str, Any], source: str = "config") -> None:
+    """Switches that need another setting: the centroid pass's size is a prepared stream, best needs val_every."""
+    problems = []
+    size = settings["centroids"]["size"]
+    streams = [list(s) for s in settings["data"]["target"]["streams"]]
+    if size is not None and list(size) not in streams:
+        problems.append(f"  - centroids.size is {list(size)} but data.target.streams is {streams}: the centroid pass "
+                        "reads a prepared resize stream; give one of them, or null for the images' own size")
+    if settings["evaluate"]["continue_from"] == "best" and settings["evaluate"]["val_every"] == 0:
+        problems.append("  - evaluate.continue_from is 'best' but evaluate.val_every is 0, so no best-on-val "
+                        "checkpoint is kept: set evaluate.val_every (the official code: 1000) or continue_from: last")
+    if problems:
+        raise ConfigError(f"{source}:\n" + "\n".join(problems))
 
 
 def batch_keys(settings: dict[str, Any]) -> list[tuple[str, Any, tuple[str, ...]]]:

@@ -123,7 +123,7 @@ def _stage_runner(stage: str, settings: dict, device: torch.device,
                   eval_size: tuple[int, int]) -> tuple[Callable[[int], object], int]:
     """A function running one iteration of `stage` (given the iteration number), and the images it consumes."""
     from diga.train.common import make_teacher, new_segmenter
-    from diga.train.loop import build_optimizer, optimise, set_poly_lr
+    from diga.train.loop import optimise, segmenter_optimizer, set_poly_lr
     from diga.train.precision import precision_for
 
     precision = precision_for(settings, device)
@@ -152,7 +152,7 @@ def _stage_runner(stage: str, settings: dict, device: torch.device,
         translator = precision.place(build_generator(settings["translator"]).to(device).eval().requires_grad_(False))
         student = precision.place(new_segmenter(settings, device).train())
         teacher = make_teacher(student, settings)
-        optimizer = build_optimizer(*student.parameter_groups(), settings["optim"])
+        optimizer = segmenter_optimizer(student, settings["optim"])
         if stage == "warmup":
             from diga.train.warmup import warmup_step
 

@@ -87,6 +87,17 @@ def _happens(p: float, generator: torch.Generator) -> bool:
     return torch.rand((), generator=generator).item() < p
 
 
+def sharpness_factor(settings: dict, generator: torch.Generator) -> float:
+    """The blend factor of the sharpness op: out = smoothed + factor * (image - smoothed), smoothed being the
+    image through a 3x3 kernel [[1, 1, 1], [1, 5, 1], [1, 1, 1]] / 13.
+
+    'sharpen': 1 + sharpness (1.5: away from the smoothed image). 'soften' (the official augmentation, kornia's
+    RandomSharpness(0.5)): a factor drawn from U(0, sharpness), toward the smoothed image."""
+    if settings["sharpness_mode"] == "soften":
+        return _uniform(0.0, settings["sharpness"], generator)
+    return 1 + settings["sharpness"]
+
+
 def photometric_augment(images: torch.Tensor, settings: dict, generator: torch.Generator) -> torch.Tensor:
     """Colour jitter, random grayscale, Gaussian blur and sharpness, per image, on [0, 1] RGB (B x 3 x H x W).
 
@@ -108,14 +119,23 @@ def photometric_augment(images: torch.Tensor, settings: dict, generator: torch.G
             image = TF.rgb_to_grayscale(image, num_output_channels=3)
         if _happens(settings["blur_p"], generator):
             sigma = settings["blur_sigma"]
-            kernel = 2 * math.ceil(2 * sigma) + 1
+            kernel = settings["blur_kernel"] or 2 * math.ceil(2 * sigma) + 1  # null: +-2 sigma
             image = TF.gaussian_blur(image, kernel_size=[kernel, kernel], sigma=[sigma, sigma])
         if _happens(settings["sharpness_p"], generator):
-            image = TF.adjust_sharpness(image, 1 + settings["sharpness"])
+            image = TF.adjust_sharpness(image, sharpness_factor(settings, generator))
         out.append(image.clamp(0, 1))
     return torch.stack(out)
 
 
-def blend_augment(images: torch.Tensor, settings: dict, beta: float, generator: torch.Generator) -> torch.Tensor:
-    """beta * augment(x) + (1 - beta) * x: the method's photometric view (beta 0.4 warm-up, 0.3 self-training)."""
+def blend_augment(images: torch.Tensor, settings: dict, beta: float, generator: torch.Generator,
+                  input_space=None) -> torch.Tensor:
+    """beta * augment(x) + (1 - beta) * x: the method's photometric view (beta 0.4 warm-up, 0.3 self-training).
+
+    `augment.space: network` (the official code): the ops run on the network's input tensor t (for the paper's
+    caffe normalisation, BGR in about [-1, 1], where the ops clamp to [0, 1]), their output u is read as [0, 1]
+    and mapped by 2u - 1, then blended with t; `input_space` (the segmenter's) maps to t and back."""
+    if settings["space"] == "network":
+        tensor = input_space.to_network(images)
+        augmented = 2 * photometric_augment(tensor, settings, generator) - 1
+        return input_space.to_image(beta * augmented + (1 - beta) * tensor)
     return beta * photometric_augment(images, settings, generator) + (1 - beta) * images

@@ -11,17 +11,19 @@ from diga.data.loader import in_order
 from diga.method.selection import class_means, update_centroids_cumulative
 from diga.provenance import provenance
 from diga.train.common import device_for, load_segmenter, target_train
-from diga.train.precision import precision_for
+from diga.train.precision import inference_precision_for
 
 
 @torch.no_grad()
 def compute_centroids(settings: dict, checkpoint: Path, out_path: Path) -> torch.Tensor:
     """Running mean, per class, of each image's mean head feature over the pixels predicted as that class."""
     device = device_for(settings)
-    precision = precision_for(settings, device)
+    precision = inference_precision_for(settings, device)
     model = precision.place(load_segmenter(checkpoint, device).eval())
-    dataset = target_train(settings, with_labels=False)
     cfg, num_classes = settings["centroids"], settings["data"]["num_classes"]
+    # The official pass reads the low-scale stream (512x1024 Cityscapes): `centroids.size` names that stream.
+    size = tuple(cfg["size"]) if cfg["size"] is not None else None
+    dataset = target_train(settings, with_labels=False, size=size)
     centroids = counts = None
     for _ in range(cfg["epochs"]):
         for (item,) in in_order(dataset, 1, device, settings["train"]["loader_workers"]):  # decoded ahead on a GPU

@@ -15,7 +15,7 @@ from diga.infer.metrics import confusion_matrix, iou_per_class, mean_iou, pixel_
 from diga.infer.predict import multiscale_logits
 from diga.provenance import provenance
 from diga.train.common import device_for, load_segmenter, target_val
-from diga.train.precision import precision_for
+from diga.train.precision import inference_precision_for
 
 
 @torch.no_grad()
@@ -26,7 +26,7 @@ def confusion_on_val(settings: dict, model: torch.nn.Module, device: torch.devic
     num_classes = settings["data"]["num_classes"]
     confusion = torch.zeros(num_classes, num_classes, dtype=torch.long, device=device)
     batch = settings["evaluate"]["batch"]
-    precision = precision_for(settings, device)
+    precision = inference_precision_for(settings, device)
     done = 0
     for index, items in enumerate(in_order(dataset, batch, device, settings["train"]["loader_workers"])):
         shapes = {tuple(item["image"].shape) for item in items}
@@ -61,7 +61,7 @@ def evaluate_checkpoint(settings: dict, checkpoint: Path, stage: str, seed: int,
                         variant: str = "main", kind: str = "last") -> dict:
     device = device_for(settings)
     state = torch.load(checkpoint, map_location="cpu", weights_only=False)
-    precision = precision_for(settings, device)
+    precision = inference_precision_for(settings, device)
     model = precision.place(load_segmenter(state, device, "student").eval())
     confusion = confusion_on_val(settings, model, device)
     result = {"benchmark": settings["benchmark"], "stage": stage, "variant": variant, "seed": seed,

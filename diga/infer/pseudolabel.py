@@ -15,7 +15,7 @@ from diga.data.loader import in_order
 from diga.infer.metrics import confusion_matrix, iou_per_class, pixel_accuracy
 from diga.provenance import provenance
 from diga.train.common import device_for, load_segmenter, target_train
-from diga.train.precision import precision_for
+from diga.train.precision import inference_precision_for
 
 
 def save_label_png(label: np.ndarray, path: Path, num_classes: int = 19) -> None:
@@ -28,7 +28,7 @@ def save_label_png(label: np.ndarray, path: Path, num_classes: int = 19) -> None
 @torch.no_grad()
 def make_pseudolabels(settings: dict, checkpoint: Path, out_dir: Path, summary_path: Path) -> dict:
     device = device_for(settings)
-    precision = precision_for(settings, device)
+    precision = inference_precision_for(settings, device)
     model = precision.place(load_segmenter(checkpoint, device).eval())
     dataset = target_train(settings)
     num_classes = settings["data"]["num_classes"]

@@ -12,11 +12,11 @@ def ema_decay(step: int, max_decay: float) -> float:
 
 
 @torch.no_grad()
-def update_teacher(teacher: nn.Module, student: nn.Module, decay: float) -> None:
-    """teacher <- decay * teacher + (1 - decay) * student, for parameters and BN running statistics.
+def update_teacher(teacher: nn.Module, student: nn.Module, decay: float, buffers: bool = True) -> None:
+    """teacher <- decay * teacher + (1 - decay) * student, for parameters and (`buffers`) BN running statistics.
 
-    The official code averages parameters only and keeps its teacher in train mode (batch statistics);
-    averaging the running statistics too lets the teacher run in eval mode, as intended.
+    The official code averages parameters only (`ema.average_buffers: false`) and keeps its teacher in train mode
+    (batch statistics); averaging the running statistics too lets the teacher run in eval mode, as intended.
     """
     # One fused call per list instead of two kernels per tensor (hundreds of tensors in ResNet-101): the same
     # arithmetic, without the launch overhead.
@@ -24,6 +24,8 @@ def update_teacher(teacher: nn.Module, student: nn.Module, decay: float) -> None
     if len(t_params) != len(s_params):
         raise ValueError("teacher and student have different parameter lists")
     _average(t_params, s_params, decay)
+    if not buffers:
+        return
     pairs = list(zip(teacher.buffers(), student.buffers(), strict=True))
     _average([t for t, _ in pairs if t.dtype.is_floating_point], [s for t, s in pairs if t.dtype.is_floating_point],
              decay)

@@ -19,6 +19,14 @@ def cross_entropy(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     return total / (labels != IGNORE_INDEX).sum().clamp(min=1)
 
 
+def cross_entropy_over_all_pixels(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """The official normalisation: CE summed over non-ignored pixels, divided by ALL pixels (ignored ones too).
+
+    A label map with many ignored pixels (consensus-rejected pseudo-labels) thus weighs less, by its kept share."""
+    total = F.cross_entropy(logits, labels, ignore_index=IGNORE_INDEX, reduction="sum")
+    return total / labels.numel()
+
+
 def ohem_cross_entropy(logits: torch.Tensor, labels: torch.Tensor, thresh: float = 0.7,
                        min_kept: int = 100000) -> torch.Tensor:
     """Mean CE over the hard pixels: those whose ground-truth probability is below
@@ -43,4 +51,6 @@ def segmentation_loss(optim: dict) -> LossFn:
     if optim["seg_loss"] == "ohem":
         thresh, min_kept = optim["ohem_thresh"], optim["ohem_min_kept"]
         return lambda logits, labels: ohem_cross_entropy(logits, labels, thresh, min_kept)
+    if optim["ce_normalise"] == "all_pixels":
+        return cross_entropy_over_all_pixels
     return cross_entropy

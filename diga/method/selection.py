@@ -37,6 +37,23 @@ def confident_labels(offline: torch.Tensor, probabilities: torch.Tensor, thresho
     return torch.where(keep, offline, torch.full_like(offline, IGNORE_INDEX))
 
 
+def agreeing_labels(labels: torch.Tensor, predicted: torch.Tensor) -> torch.Tensor:
+    """Keep a label where the model's prediction is the same class; ignore it elsewhere (the centroid update's
+    mask: only pixels that the label and the teacher agree on move a class centroid)."""
+    return torch.where(labels == predicted, labels, torch.full_like(labels, IGNORE_INDEX))
+
+
+def usable_centroids(centroids: torch.Tensor, seen: torch.Tensor, unseen: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """(centroids, which classes the nearest-centroid decision may choose) for the `centroids.unseen` policy.
+
+    'exclude': a class never predicted in the centroid pass is never chosen. 'zero' (the official code): it keeps
+    the all-zero vector it started from and competes like any other, so it wins wherever a feature is nearer
+    to the origin than to every seen centroid."""
+    if unseen == "zero":
+        return centroids.masked_fill(~seen[:, None], 0.0), torch.ones_like(seen)
+    return centroids, seen
+
+
 def class_means(feat: torch.Tensor, labels: torch.Tensor, num_classes: int,
                 min_pixels: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Per image and class, the mean feature over the pixels labelled with that class.

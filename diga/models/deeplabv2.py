@@ -12,9 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-# Inputs are [0, 1] RGB; the network normalises them itself so that augmentation and mixing stay in image space.
-IMAGE_MEAN = (0.485, 0.456, 0.406)
-IMAGE_STD = (0.229, 0.224, 0.225)
+from diga.models.input_space import InputSpace
 
 
 class SegOutput(NamedTuple):
@@ -131,19 +129,29 @@ class ProdaHead(nn.Module):
 
 
 class DeepLabV2(nn.Module):
-    def __init__(self, backbone: DilatedResNet, head: ProdaHead):
+    """Takes [0, 1] RGB images and maps them to its input space itself (`model.input_norm`), so that augmentation
+    and mixing stay in image space."""
+
+    def __init__(self, backbone: DilatedResNet, head: ProdaHead, input_norm: str = "imagenet_rgb"):
         super().__init__()
         self.backbone = backbone
         self.head = head
-        self.register_buffer("mean", torch.tensor(IMAGE_MEAN).view(1, 3, 1, 1), persistent=False)
-        self.register_buffer("std", torch.tensor(IMAGE_STD).view(1, 3, 1, 1), persistent=False)
+        self.input_space = InputSpace(input_norm)
 
     def forward(self, images: torch.Tensor) -> SegOutput:
-        return self.head(self.backbone((images - self.mean) / self.std))
+        return self.head(self.backbone(self.input_space.to_network(images)))
 
-    def parameter_groups(self) -> tuple[list[nn.Parameter], list[nn.Parameter]]:
-        """(backbone, head) trainable parameters: the head trains at a multiple of the backbone LR."""
-        backbone = [p for p in self.backbone.parameters() if p.requires_grad]
+    def parameter_groups(self, listing: str = "unique") -> tuple[list[nn.Parameter], list[nn.Parameter]]:
+        """(backbone, head) trainable parameters: the head trains at a multiple of the backbone LR.
+
+        listing 'official_walk': the backbone as the official code lists it, a tensor once per enclosing module
+        (see diga/train/sgd.py); 'unique': each tensor once."""
+        if listing == "official_walk":
+            from diga.train.sgd import official_backbone_listing
+
+            backbone = official_backbone_listing(self.backbone)
+        else:
+            backbone = [p for p in self.backbone.parameters() if p.requires_grad]
         head = [p for p in self.head.parameters() if p.requires_grad]
         return backbone, head
 
@@ -154,7 +162,10 @@ def build_segmenter(model: dict, num_classes: int) -> DeepLabV2:
     backbone = DilatedResNet(block, model["layers"], model["width"])
     head = ProdaHead(backbone.out_channels, model["head_channels"], model["head_rates"], model["gn_groups"],
                      model["se_reduction"], model["dropout"], num_classes)
-    net = DeepLabV2(backbone, head)
+    if model.get("head_init", "default") == "normal":
+        init_head_normal(head)
+    # Checkpoints written before input_norm existed used ImageNet RGB.
+    net = DeepLabV2(backbone, head, model.get("input_norm", "imagenet_rgb"))
     net.config = dict(model, num_classes=num_classes)  # stored with checkpoints to rebuild the same network
     if model["init"] != "random":
         from diga.models.weights import resolve_backbone_init
@@ -166,6 +177,16 @@ def build_segmenter(model: dict, num_classes: int) -> DeepLabV2:
                 module.weight.requires_grad_(False)
                 module.bias.requires_grad_(False)
     return net
+
+
+def init_head_normal(head: ProdaHead) -> None:
+    """The official initialisation of the head: every conv's weight drawn from N(0, 0.01) (the constructor of the
+    official ResNet re-initialises all convs after building the head), the bottleneck conv's bias zero, the other
+    biases as PyTorch sets them; GroupNorm keeps weight 1 and bias 0."""
+    for module in head.modules():
+        if isinstance(module, nn.Conv2d):
+            nn.init.normal_(module.weight, 0.0, 0.01)
+    nn.init.zeros_(head.bottleneck[0].bias)
 
 
 def load_backbone_weights(net: DeepLabV2, path: str) -> None:

@@ -1,7 +1,9 @@
 """The source-to-target image translator: encoder/decoder generators and multi-scale PatchGAN discriminators.
 
 Shape as in the paper's translator (MUNIT-style blocks, instance norm), width and depth set by config.
-Images enter and leave in [0, 1]; internally the generators work on [-1, 1].
+Images enter and leave in [0, 1] image space; the networks work in the translator's space (`translator.space`):
+'unit', [-1, 1] RGB (2x - 1), or 'caffe_bgr', the tensor the official segmenter input is (the official translator
+reads and writes that tensor, and its losses compare it).
 """
 
 from __future__ import annotations
@@ -10,20 +12,40 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from diga.models.input_space import InputSpace
 
-def _conv(in_ch: int, out_ch: int, kernel: int, stride: int = 1) -> nn.Sequential:
+TRANSLATOR_SPACES = ("unit", "caffe_bgr")
+
+
+class UnitSpace(nn.Module):
+    """[0, 1] images <-> [-1, 1] tensors (2x - 1), the usual GAN range."""
+
+    def to_network(self, images: torch.Tensor) -> torch.Tensor:
+        return images * 2 - 1
+
+    def to_image(self, tensor: torch.Tensor) -> torch.Tensor:
+        return (tensor + 1) / 2
+
+
+def translator_space(name: str) -> nn.Module:
+    if name not in TRANSLATOR_SPACES:
+        raise ValueError(f"translator.space must be one of {TRANSLATOR_SPACES}, not {name!r}")
+    return UnitSpace() if name == "unit" else InputSpace(name)
+
+
+def _conv(in_ch: int, out_ch: int, kernel: int, stride: int = 1, affine: bool = True) -> nn.Sequential:
     return nn.Sequential(
         nn.ReflectionPad2d(kernel // 2 if stride == 1 else (kernel - stride) // 2 + (kernel - stride) % 2),
-        nn.Conv2d(in_ch, out_ch, kernel, stride), nn.InstanceNorm2d(out_ch, affine=True), nn.ReLU(inplace=True))
+        nn.Conv2d(in_ch, out_ch, kernel, stride), nn.InstanceNorm2d(out_ch, affine=affine), nn.ReLU(inplace=True))
 
 
 class ResBlock(nn.Module):
-    def __init__(self, channels: int):
+    def __init__(self, channels: int, affine: bool = True):
         super().__init__()
         self.body = nn.Sequential(
-            nn.ReflectionPad2d(1), nn.Conv2d(channels, channels, 3), nn.InstanceNorm2d(channels, affine=True),
+            nn.ReflectionPad2d(1), nn.Conv2d(channels, channels, 3), nn.InstanceNorm2d(channels, affine=affine),
             nn.ReLU(inplace=True), nn.ReflectionPad2d(1), nn.Conv2d(channels, channels, 3),
-            nn.InstanceNorm2d(channels, affine=True))
+            nn.InstanceNorm2d(channels, affine=affine))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x + self.body(x)
@@ -32,38 +54,41 @@ class ResBlock(nn.Module):
 class Encoder(nn.Module):
     """7x7 conv, two stride-2 4x4 convs, residual blocks: an image to a content map at 1/4 resolution."""
 
-    def __init__(self, width: int, res_blocks: int):
+    def __init__(self, width: int, res_blocks: int, affine: bool = True, space: nn.Module | None = None):
         super().__init__()
+        self.space = space if space is not None else UnitSpace()
         self.net = nn.Sequential(
-            _conv(3, width, 7), _conv(width, width * 2, 4, 2), _conv(width * 2, width * 4, 4, 2),
-            *[ResBlock(width * 4) for _ in range(res_blocks)])
+            _conv(3, width, 7, affine=affine), _conv(width, width * 2, 4, 2, affine=affine),
+            _conv(width * 2, width * 4, 4, 2, affine=affine),
+            *[ResBlock(width * 4, affine) for _ in range(res_blocks)])
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return self.net(images * 2 - 1)
+        return self.net(self.space.to_network(images))
 
 
 class Decoder(nn.Module):
     """Residual blocks, two (nearest upsample + 5x5 conv) stages, 7x7 conv and tanh: a content map to an image."""
 
-    def __init__(self, width: int, res_blocks: int):
+    def __init__(self, width: int, res_blocks: int, affine: bool = True, space: nn.Module | None = None):
         super().__init__()
+        self.space = space if space is not None else UnitSpace()
         self.net = nn.Sequential(
-            *[ResBlock(width * 4) for _ in range(res_blocks)],
-            nn.Upsample(scale_factor=2, mode="nearest"), _conv(width * 4, width * 2, 5),
-            nn.Upsample(scale_factor=2, mode="nearest"), _conv(width * 2, width, 5),
+            *[ResBlock(width * 4, affine) for _ in range(res_blocks)],
+            nn.Upsample(scale_factor=2, mode="nearest"), _conv(width * 4, width * 2, 5, affine=affine),
+            nn.Upsample(scale_factor=2, mode="nearest"), _conv(width * 2, width, 5, affine=affine),
             nn.ReflectionPad2d(3), nn.Conv2d(width, 3, 7), nn.Tanh())
 
     def forward(self, content: torch.Tensor) -> torch.Tensor:
-        return (self.net(content) + 1) / 2
+        return self.space.to_image(self.net(content))
 
 
 class Generator(nn.Module):
     """Encoder of one domain + decoder into another: what warm-up and self-training call to translate."""
 
-    def __init__(self, width: int, res_blocks: int):
+    def __init__(self, width: int, res_blocks: int, affine: bool = True, space: str = "unit"):
         super().__init__()
-        self.encoder = Encoder(width, res_blocks)
-        self.decoder = Decoder(width, res_blocks)
+        self.encoder = Encoder(width, res_blocks, affine, translator_space(space))
+        self.decoder = Decoder(width, res_blocks, affine, translator_space(space))
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         height, width = images.shape[-2:]
@@ -75,19 +100,21 @@ class Generator(nn.Module):
 class MultiScaleDiscriminator(nn.Module):
     """PatchGAN (4 stride-2 convs, LeakyReLU, 1x1 out) applied at `scales` image scales (3x3 avg-pool between)."""
 
-    def __init__(self, width: int, scales: int):
+    def __init__(self, width: int, scales: int, bias: bool = True, space: str = "unit"):
         super().__init__()
+        self.space = translator_space(space)
+
         def patchgan() -> nn.Sequential:
             layers, in_ch = [], 3
             for i in range(4):
                 out_ch = width * 2 ** i
-                layers += [nn.Conv2d(in_ch, out_ch, 4, 2, 1), nn.LeakyReLU(0.2, inplace=True)]
+                layers += [nn.Conv2d(in_ch, out_ch, 4, 2, 1, bias=bias), nn.LeakyReLU(0.2, inplace=True)]
                 in_ch = out_ch
-            return nn.Sequential(*layers, nn.Conv2d(in_ch, 1, 1))
+            return nn.Sequential(*layers, nn.Conv2d(in_ch, 1, 1, bias=bias))
         self.nets = nn.ModuleList([patchgan() for _ in range(scales)])
 
     def forward(self, images: torch.Tensor) -> list[torch.Tensor]:
-        outputs, x = [], images * 2 - 1
+        outputs, x = [], self.space.to_network(images)
         for net in self.nets:
             outputs.append(net(x))
             x = F.avg_pool2d(x, 3, stride=2, padding=1, count_include_pad=False)
@@ -95,4 +122,11 @@ class MultiScaleDiscriminator(nn.Module):
 
 
 def build_generator(translator: dict) -> Generator:
-    return Generator(translator["width"], translator["res_blocks"])
+    # Checkpoints written before these options existed: affine instance norm, unit space.
+    return Generator(translator["width"], translator["res_blocks"], translator.get("norm_affine", True),
+                     translator.get("space", "unit"))
+
+
+def build_discriminator(translator: dict) -> MultiScaleDiscriminator:
+    return MultiScaleDiscriminator(translator["width"], translator["disc_scales"], translator["disc_bias"],
+                                   translator["space"])

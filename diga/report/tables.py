@@ -225,6 +225,8 @@ ABLATION_ROWS = (
     ("warm-up: SKD + cross-domain mixture", "main", "warmup"),
     ("self-training: fixed confidence threshold", "fixed_threshold", "final"),
     ("full DiGA (threshold-free consensus)", "main", "final"),
+    ("warm-up with the official code's behaviours", "official_code", "warmup"),
+    ("full DiGA with the official code's behaviours", "official_code", "final"),
 )
 
 

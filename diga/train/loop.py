@@ -17,6 +17,7 @@ from torch import nn
 from diga.atomic import write_text
 from diga.train import distributed
 from diga.train.resume import Resume
+from diga.train.sgd import ListedSGD
 from diga.train.stop import TrainingInterrupted, stop_on_signals
 
 # A step returns the loss terms (summed into the loss) and extra statistics (logged only).
@@ -28,14 +29,24 @@ class NonFiniteLossError(RuntimeError):
 
 
 def build_optimizer(backbone_params: list[nn.Parameter], head_params: list[nn.Parameter],
-                    optim: dict) -> torch.optim.SGD:
-    """SGD with two groups: the backbone at lr, the head at lr * head_lr_mult."""
+                    optim: dict) -> torch.optim.Optimizer:
+    """SGD with two groups: the backbone at lr, the head at lr * head_lr_mult.
+
+    A list naming a tensor more than once (the official backbone listing) gets `ListedSGD`, which updates it once
+    per appearance as PyTorch 1.7 did; otherwise PyTorch's SGD."""
     groups = [
         {"params": backbone_params, "lr": optim["lr"], "initial_lr": optim["lr"], "name": "backbone"},
         {"params": head_params, "lr": optim["lr"] * optim["head_lr_mult"],
          "initial_lr": optim["lr"] * optim["head_lr_mult"], "name": "head"},
     ]
-    return torch.optim.SGD(groups, lr=optim["lr"], momentum=optim["momentum"], weight_decay=optim["weight_decay"])
+    listed = [p for group in groups for p in group["params"]]
+    sgd = ListedSGD if len({id(p) for p in listed}) < len(listed) else torch.optim.SGD
+    return sgd(groups, lr=optim["lr"], momentum=optim["momentum"], weight_decay=optim["weight_decay"])
+
+
+def segmenter_optimizer(model: nn.Module, optim: dict) -> torch.optim.Optimizer:
+    """The optimiser of a segmentation stage, its backbone listed as `optim.backbone_params` says."""
+    return build_optimizer(*model.parameter_groups(optim["backbone_params"]), optim)
 
 
 def poly_factor(iteration: int, total: int, power: float) -> float:
@@ -43,9 +54,16 @@ def poly_factor(iteration: int, total: int, power: float) -> float:
     return (1.0 - iteration / total) ** power
 
 
-def set_poly_lr(optimizer: torch.optim.Optimizer, iteration: int, total: int, power: float) -> float:
-    """Scale every group's initial LR by the poly factor; return the backbone LR."""
-    factor = poly_factor(iteration, total, power)
+def linear_ramp_factor(iteration: int, total: int) -> float:
+    """t / T: the official SYNTHIA warm-up's schedule as its code runs (a warm-up call whose arguments landed in
+    the wrong places makes the LR rise linearly from 0 over the whole stage)."""
+    return iteration / total
+
+
+def set_poly_lr(optimizer: torch.optim.Optimizer, iteration: int, total: int, power: float,
+                schedule: str = "poly") -> float:
+    """Scale every group's initial LR by the schedule's factor (poly, or linear_ramp); return the backbone LR."""
+    factor = linear_ramp_factor(iteration, total) if schedule == "linear_ramp" else poly_factor(iteration, total, power)
     for group in optimizer.param_groups:
         group["lr"] = group["initial_lr"] * factor
     return optimizer.param_groups[0]["lr"]
@@ -157,8 +175,10 @@ class PendingRows:
 
 
 def run_training(name: str, step: StepFn, optimizer: torch.optim.Optimizer, iterations: int, power: float,
-                 log_every: int, log_csv: Path, resume: Resume | None = None) -> list[dict[str, float]]:
-    """Run `iterations` optimisation steps and write the per-iteration log as CSV (atomically).
+                 log_every: int, log_csv: Path, resume: Resume | None = None,
+                 schedule: str = "poly", stop_at: int | None = None) -> list[dict[str, float]]:
+    """Run `iterations` optimisation steps (or the first `stop_at` of a schedule of `iterations`) and write the
+    per-iteration log as CSV (atomically).
 
     With `resume`, training starts from its newest checkpoint (if one matches), saves one every `resume.every`
     iterations, and on SIGTERM/SIGUSR1 saves one after the current iteration and raises TrainingInterrupted.
@@ -169,19 +189,20 @@ def run_training(name: str, step: StepFn, optimizer: torch.optim.Optimizer, iter
     if resume is not None and (restored := resume.load()) is not None:
         first, rows = restored
         print(f"[{name}] resumed from {resume.path} at iteration {first}/{iterations}", file=sys.stderr, flush=True)
-    progress = Progress(name, iterations, log_every, first)
+    end = iterations if stop_at is None else min(stop_at, iterations)
+    progress = Progress(name, end, log_every, first)
     pending = PendingRows(name, rows, progress)
     modules = resume.modules() if resume is not None else []
     try:
         with stop_on_signals() as stop:
-            for iteration in range(first, iterations):
-                lr = set_poly_lr(optimizer, iteration, iterations, power)
+            for iteration in range(first, end):
+                lr = set_poly_lr(optimizer, iteration, iterations, power, schedule)
                 loss, terms, stats = optimise(step, optimizer, iteration, modules)
                 pending.add(iteration, lr, loss, terms, stats)
                 done = iteration + 1
                 if done % log_every == 0:
                     pending.flush()
-                if distributed.any_process(bool(stop), loss.device) and done < iterations:
+                if distributed.any_process(bool(stop), loss.device) and done < end:
                     pending.flush()  # a non-finite loss raises here, before a checkpoint could keep it
                     if resume is not None:
                         resume.save(done, rows)
@@ -189,7 +210,7 @@ def run_training(name: str, step: StepFn, optimizer: torch.optim.Optimizer, iter
                     by = signal.Signals(stop.signal).name if stop else "another process"
                     raise TrainingInterrupted(f"{name}: stopped by {by} after iteration {done}/{iterations} ({where}); "
                                               "run the stage again to resume")
-                if resume is not None and resume.due(done, iterations):
+                if resume is not None and resume.due(done, end):
                     pending.flush()
                     resume.save(done, rows)
             pending.flush()

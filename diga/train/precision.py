@@ -98,3 +98,11 @@ def precision_for(settings: dict, device: torch.device) -> Precision:
     if channels_last == "auto":
         channels_last = cuda and mode == "bf16"
     return Precision(mode, bool(channels_last), bool(train.get("compile", False)), device.type)
+
+
+def inference_precision_for(settings: dict, device: torch.device) -> Precision:
+    """The precision of evaluation, pseudo-labels, centroids and best-on-val: `train.inference_precision`, or
+    train.precision when it is null (the official code runs inference in fp32)."""
+    mode = settings["train"].get("inference_precision")
+    return precision_for(settings if mode is None else dict(settings, train=dict(settings["train"], precision=mode)),
+                         device)

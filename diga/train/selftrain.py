@@ -16,12 +16,14 @@ from diga.method.ema import ema_decay, update_teacher
 from diga.method.losses import segmentation_loss
 from diga.method.mixing import class_mix_mask, classmix, cross_domain_mixture
 from diga.method.selection import (
+    agreeing_labels,
     class_means,
     confident_labels,
     consensus_labels,
     downsample_labels,
     nearest_centroid_labels,
     update_centroids_ema,
+    usable_centroids,
 )
 from diga.train import distributed
 from diga.train.best import BestOnVal
@@ -37,7 +39,7 @@ from diga.train.common import (
     stage_settings,
     upsample,
 )
-from diga.train.loop import StepFn, build_optimizer, run_training
+from diga.train.loop import StepFn, run_training, segmenter_optimizer
 from diga.train.precision import Precision, precision_for
 
 
@@ -70,14 +72,16 @@ def selftrain_step(settings: dict, student: nn.Module, teacher: nn.Module, trans
     def step(iteration: int):
         centroids = online["centroids"]
         stats = best(iteration, student, teacher) if best is not None else {}
-        update_teacher(teacher, student, ema_decay(iteration, settings["ema"]["max_decay"]))
+        update_teacher(teacher, student, ema_decay(iteration, settings["ema"]["max_decay"]),
+                       settings["ema"]["average_buffers"])
         src, tgt = next(source), next(target)
         clean, labels = src["image"], src["label"]
         size = labels.shape[-2:]
         with torch.no_grad():
-            mixture = cross_domain_mixture(blend_augment(clean, settings["augment"], cfg["aug_beta"], generator),
+            space = student.input_space
+            mixture = cross_domain_mixture(blend_augment(clean, settings["augment"], cfg["aug_beta"], generator, space),
                                            precision.run(translator, clean), class_mix_mask(labels, generator))
-            target_augmented = blend_augment(tgt["image"], settings["augment"], cfg["aug_beta"], generator)
+            target_augmented = blend_augment(tgt["image"], settings["augment"], cfg["aug_beta"], generator, space)
             teacher_source = precision.run(teacher_fwd, torch.cat([clean, mixture]))
             teacher_target = precision.run(teacher_fwd, tgt["image"])
             offline = tgt["pseudo"]
@@ -91,13 +95,15 @@ def selftrain_step(settings: dict, student: nn.Module, teacher: nn.Module, trans
                 selected = offline
             mixed_images, mixed_labels = classmix(clean, labels, target_augmented, selected,
                                                   class_mix_mask(labels, generator))
-            # Online centroids: target pixels whose selected label the teacher also predicts, and mixture pixels.
+            # Online centroids: target pixels whose selected label the teacher also predicts, and mixture pixels
+            # by their source label (and, officially, only where the teacher also predicts it on the mixture).
             feat_size = teacher_target.feat.shape[-2:]
-            target_low = downsample_labels(selected, feat_size)
-            agree = torch.where(target_low == teacher_target.logits.argmax(1), target_low,
-                                torch.full_like(target_low, IGNORE_INDEX))
-            mixture_feat = teacher_source.feat.chunk(2)[1]
-            for feat, low in ((teacher_target.feat, agree), (mixture_feat, downsample_labels(labels, feat_size))):
+            target_low = agreeing_labels(downsample_labels(selected, feat_size), teacher_target.logits.argmax(1))
+            mixture_feat, mixture_logits = teacher_source.feat.chunk(2)[1], teacher_source.logits.chunk(2)[1]
+            source_low = downsample_labels(labels, feat_size)
+            if cfg["source_centroid_mask"] == "label_and_prediction":
+                source_low = agreeing_labels(source_low, mixture_logits.argmax(1))
+            for feat, low in ((teacher_target.feat, target_low), (mixture_feat, source_low)):
                 means, present = class_means(feat, low, num_classes, settings["centroids"]["min_pixels"])
                 centroids = update_centroids_ema(centroids, means, present, cfg["centroid_momentum"])
             online["centroids"] = centroids
@@ -128,10 +134,11 @@ def train_selftrain(settings: dict, seed: int, round_index: int, init_path: Path
     student = precision.place(load_segmenter(init_path, device).train())
     teacher = make_teacher(student, settings)  # re-initialised to the student at each round, as in the paper
     optim = dict(settings["optim"], lr=settings["optim"]["lr"] * cfg["lr_scale"])
-    optimizer = build_optimizer(*student.parameter_groups(), optim)
+    optimizer = segmenter_optimizer(student, optim)
     bank = torch.load(centroids_path, map_location="cpu", weights_only=False)
-    online = {"centroids": bank["centroids"].to(device)}  # updated every iteration (EMA), so checkpointed
-    centroid_valid = bank["valid"].to(device)
+    initial, centroid_valid = usable_centroids(bank["centroids"], bank["valid"], settings["centroids"]["unseen"])
+    online = {"centroids": initial.to(device)}  # updated every iteration (EMA), so checkpointed
+    centroid_valid = centroid_valid.to(device)
 
     stage = f"selftrain{round_index}"
     best = BestOnVal(settings, stage, out_dir, device, {"seed": seed, "round": round_index})

@@ -17,7 +17,7 @@ from diga.train.common import (
     stage_settings,
     upsample,
 )
-from diga.train.loop import build_optimizer, run_training
+from diga.train.loop import run_training, segmenter_optimizer
 from diga.train.precision import precision_for
 
 
@@ -38,7 +38,7 @@ def train_supervised(settings: dict, seed: int, stage: str, out_dir: Path) -> No
     precision = precision_for(settings, device)
     model = precision.place(new_segmenter(settings, device).train())
     forward = precision.forward(model)
-    optimizer = build_optimizer(*model.parameter_groups(), settings["optim"])
+    optimizer = segmenter_optimizer(model, settings["optim"])
 
     best = BestOnVal(settings, stage, out_dir, device, {"seed": seed})
 

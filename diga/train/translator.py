@@ -17,7 +17,7 @@ from PIL import Image
 from torch import nn
 
 from diga.atomic import atomic_path, save_torch
-from diga.models.translator import MultiScaleDiscriminator, build_generator
+from diga.models.translator import build_discriminator, build_generator
 from diga.provenance import provenance
 from diga.train import distributed
 from diga.train.common import device_for, domain_batches, seed_stage, source_train, stage_resume, stage_settings
@@ -50,8 +50,9 @@ class VGGPerceptual(torch.nn.Module):
     SLICES = (2, 7, 12, 21, 30)
     WEIGHTS = (1 / 32, 1 / 16, 1 / 8, 1 / 4, 1.0)
 
-    def __init__(self, weights_path: str | None, pretrained: bool = True):
+    def __init__(self, weights_path: str | None, pretrained: bool = True, normalise: bool = True):
         super().__init__()
+        self.normalise = normalise  # ImageNet statistics on [0, 1] RGB; off: VGG gets the tensor as it is (official)
         import torchvision
 
         from diga.models.weights import resolve_vgg_weights
@@ -65,7 +66,7 @@ class VGGPerceptual(torch.nn.Module):
         self.register_buffer("std", torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1))
 
     def forward(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-        x, y = (a - self.mean) / self.std, (b - self.mean) / self.std
+        x, y = ((a - self.mean) / self.std, (b - self.mean) / self.std) if self.normalise else (a, b)
         loss, start = a.new_zeros(()), 0
         for end, weight in zip(self.SLICES, self.WEIGHTS, strict=True):
             x, y = self.features[start:end](x), self.features[start:end](y)
@@ -79,10 +80,11 @@ def build_translator_training(settings: dict, device: torch.device, precision: P
     """The two generators, two discriminators, the optional perceptual loss and both Adam optimisers."""
     cfg = settings["translator"]
     nets = {"s2t": build_generator(cfg), "t2s": build_generator(cfg),
-            "dis_target": MultiScaleDiscriminator(cfg["width"], cfg["disc_scales"]),  # real = target images
-            "dis_source": MultiScaleDiscriminator(cfg["width"], cfg["disc_scales"])}  # real = source images
+            "dis_target": build_discriminator(cfg),  # real = target images
+            "dis_source": build_discriminator(cfg)}  # real = source images
     nets = {name: precision.place(net.to(device)) for name, net in nets.items()}
-    perceptual = VGGPerceptual(cfg["vgg_weights"], pretrained_vgg) if cfg["perceptual_weight"] > 0 else None
+    perceptual = (VGGPerceptual(cfg["vgg_weights"], pretrained_vgg, normalise=cfg["space"] == "unit")
+                  if cfg["perceptual_weight"] > 0 else None)
     opt_gen = torch.optim.Adam(itertools.chain(nets["s2t"].parameters(), nets["t2s"].parameters()), lr=cfg["lr"],
                                betas=(0.5, 0.999))
     opt_dis = torch.optim.Adam(itertools.chain(nets["dis_target"].parameters(), nets["dis_source"].parameters()),
@@ -108,20 +110,26 @@ def translator_step(settings: dict, parts: dict, source: Iterator[dict], target:
 
     parts = cfg["accumulate"]
 
+    # The image terms compare images in [0, 1] ('unit'), or the tensors the official translator compares.
+    view = (lambda images: images) if cfg["space"] == "unit" else s2t.encoder.space.to_network
+
+    def l1(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        return F.l1_loss(view(a), view(b))
+
     def generator_terms(chunk: dict, fakes: tuple[torch.Tensor, torch.Tensor] | None) -> dict[str, torch.Tensor]:
         x_s, x_t = chunk["source"], chunk["target"]
         fake_t, fake_s = fakes if fakes is not None else (translate(s2t, s2t, x_s), translate(t2s, t2s, x_t))
         adversarial = lsgan_generator_loss(judge(dis_target, fake_t)) + lsgan_generator_loss(judge(dis_source, fake_s))
-        cycle = F.l1_loss(translate(t2s, t2s, fake_t), x_s) + F.l1_loss(translate(s2t, s2t, fake_s), x_t)
+        cycle = l1(translate(t2s, t2s, fake_t), x_s) + l1(translate(s2t, s2t, fake_s), x_t)
         # Self-reconstruction: each domain's encoder decoded in its own style returns the image.
-        self_recon = F.l1_loss(translate(s2t, t2s, x_s), x_s) + F.l1_loss(translate(t2s, s2t, x_t), x_t)
+        self_recon = l1(translate(s2t, t2s, x_s), x_s) + l1(translate(t2s, s2t, x_t), x_t)
         edges = label_edges(chunk["label"])
-        edge = F.l1_loss(fake_t * edges, x_s * edges)
+        edge = F.l1_loss(view(fake_t) * edges, view(x_s) * edges)
         terms = {"adv": cfg["adversarial_weight"] * adversarial, "cycle": cfg["cycle_weight"] * cycle,
                  "self": cfg["self_weight"] * self_recon, "edge": cfg["edge_weight"] * edge}
         if perceptual is not None:
             with precision.autocast():
-                pair_loss = perceptual(fake_t, x_s) + perceptual(fake_s, x_t)
+                pair_loss = perceptual(view(fake_t), view(x_s)) + perceptual(view(fake_s), view(x_t))
             terms["perceptual"] = cfg["perceptual_weight"] * pair_loss.float()
         return terms
 
@@ -166,8 +174,10 @@ def train_translator(settings: dict, seed: int, out_dir: Path) -> None:
     resume = stage_resume(settings, out_dir, "translator", seed, {
         **{k: v for k, v in parts.items() if k != "perceptual"}, "source": source, "target": target,
         "generator": generator})
+    # keep_iteration (the official 48,000 of 50,000): the saved translator is the one after that many iterations;
+    # the iterations after it could not change it, so they are not run.
     run_training("translator", step, parts["opt_gen"], cfg["iterations"], 0.9, settings["train"]["log_every"],
-                 out_dir / "train_log.csv", resume)
+                 out_dir / "train_log.csv", resume, stop_at=cfg["keep_iteration"])
     if distributed.is_main():  # one process writes the outputs
         save_torch(out_dir / "translator.pt", {
             "translator_config": cfg, "source_to_target": parts["s2t"].state_dict(),

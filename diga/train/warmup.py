@@ -27,7 +27,7 @@ from diga.train.common import (
     stage_settings,
     upsample,
 )
-from diga.train.loop import StepFn, build_optimizer, run_training
+from diga.train.loop import StepFn, run_training, segmenter_optimizer
 from diga.train.precision import Precision, precision_for
 
 
@@ -41,10 +41,11 @@ def warmup_step(settings: dict, student: nn.Module, teacher: nn.Module, translat
 
     def step(iteration: int):
         stats = best(iteration, student, teacher) if best is not None else {}
-        update_teacher(teacher, student, ema_decay(iteration, settings["ema"]["max_decay"]))
+        update_teacher(teacher, student, ema_decay(iteration, settings["ema"]["max_decay"]),
+                       settings["ema"]["average_buffers"])
         batch = next(source)
         clean, labels = batch["image"], batch["label"]
-        augmented = blend_augment(clean, settings["augment"], cfg["aug_beta"], generator)
+        augmented = blend_augment(clean, settings["augment"], cfg["aug_beta"], generator, student.input_space)
         if translator is not None:
             with torch.no_grad():
                 translated = precision.run(translator, clean)
@@ -81,7 +82,7 @@ def train_warmup(settings: dict, seed: int, translator_path: Path, out_dir: Path
     translator = precision.place(load_translator(translator_path, device)) if cfg["mixture"] else None
     student = precision.place(new_segmenter(settings, device).train())
     teacher = make_teacher(student, settings)
-    optimizer = build_optimizer(*student.parameter_groups(), settings["optim"])
+    optimizer = segmenter_optimizer(student, settings["optim"])
 
     best = BestOnVal(settings, "warmup", out_dir, device, {"seed": seed})
     step = warmup_step(settings, student, teacher, translator, source, target, generator, precision, best)
@@ -92,7 +93,7 @@ def train_warmup(settings: dict, seed: int, translator_path: Path, out_dir: Path
         state["target"] = target
     resume = stage_resume(settings, out_dir, "warmup", seed, state, inputs=(translator_path,))
     run_training("warmup", step, optimizer, cfg["iterations"], settings["optim"]["poly_power"],
-                 settings["train"]["log_every"], out_dir / "train_log.csv", resume)
+                 settings["train"]["log_every"], out_dir / "train_log.csv", resume, cfg["lr_schedule"])
     best.finish(cfg["iterations"], student, teacher)
     if distributed.is_main():  # one process writes the outputs
         save_segmenter(out_dir / "model.pt", "warmup", settings, student, teacher, {"seed": seed})

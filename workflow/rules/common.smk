@@ -35,11 +35,12 @@ else:
             raise ValueError(f"data.{_domain}.streams needs a prepared real dataset (datasets.source/target); "
                              "ToyCity has no resized copies: remove the streams")
 try:  # the batch compositions against the streams; without the package here, each training job checks them
-    from diga.config import check_batches
+    from diga.config import check_batches, check_official_switches
 except ImportError:
     pass
 else:
     check_batches(config, "the config")
+    check_official_switches(config, "the config")
 # Initial weights named by the config are found (and hashed) by check_weights before any training job.
 NEEDS_WEIGHTS = config["model"]["init"] != "random" or config["translator"]["perceptual_weight"] > 0
 WEIGHTS_CHECK = [f"{RESULTS}/initial_weights.json"] if NEEDS_WEIGHTS else []
@@ -47,6 +48,12 @@ WEIGHTS_CHECK = [f"{RESULTS}/initial_weights.json"] if NEEDS_WEIGHTS else []
 # into metrics_best.json beside the last-iteration model; the training jobs then read the evaluate section too.
 BEST = config["evaluate"]["val_every"] > 0
 TRAIN_EVAL = ["evaluate"] if BEST else []
+# The model each later stage (pseudo-labels, centroids, the next round) continues from: the last iteration's, or
+# the best-on-val checkpoint (evaluate.continue_from: best, as the official code, which only ever saves that one).
+CONTINUE_FROM = "model_best.pt" if config["evaluate"]["continue_from"] == "best" else "model.pt"
+if CONTINUE_FROM == "model_best.pt" and not BEST:
+    raise ValueError("evaluate.continue_from is 'best' but evaluate.val_every is 0, so no best-on-val checkpoint is "
+                     "kept: set evaluate.val_every (the official code: 1000) or evaluate.continue_from: last")
 # Repository files named in the config resolve against the working directory first, then the repository.
 REFERENCES = next((p for p in (config["references"], os.path.join(workflow.basedir, config["references"]))
                    if os.path.exists(p)), config["references"])
@@ -61,8 +68,9 @@ for _name in config["ablations"]["run"]:
 
 # The config sections each rule reads ("data" always). They are all a job gets, so Snakemake's params
 # trigger reruns exactly the jobs whose settings changed, and a variant reuses every stage it does not change.
-# What inference reads of the train section: where and at which precision the networks run.
-INFERENCE = ["train.device", "train.precision", "train.channels_last"]
+# What inference reads of the train section: where and at which precision the networks run, its loader workers.
+INFERENCE = ["train.device", "train.precision", "train.inference_precision", "train.channels_last", "train.compile",
+             "train.loader_workers"]
 RULE_SECTIONS = {
     "make_toy": ["toycity"],
     "translator": ["translator", "train"],
@@ -183,7 +191,7 @@ def selftrain_inputs(wildcards):
     previous = previous_stage(round_index)
     cfg = variant_config(wildcards.variant)
     return {
-        "init": stage_file(previous, "model.pt")(wildcards),
+        "init": stage_file(previous, CONTINUE_FROM)(wildcards),
         "pseudolabels": stage_file(previous, "pseudolabels.json")(wildcards),
         "centroids": stage_file(centroid_stage(round_index, cfg), "centroids.pt")(wildcards),
         "translator": stage_file("translator", "translator.pt")(wildcards),
@@ -231,9 +239,13 @@ def ablation_metrics():
     """The main run's rows and, per selected variant, the stage its ablation row reports."""
     files = metrics_files(stages=["source_only", "warmup", FINAL_STAGE])
     for name in config["ablations"]["run"]:
+        # A variant reports the warm-up if it changes it, and the final round if it changes what self-training
+        # itself reads (or nothing earlier): skd_only -> warm-up, fixed_threshold -> final, official_code -> both.
         changed = changed_sections(f"ablations/{name}/")
-        stage = "warmup" if changed & stage_reads("warmup") else FINAL_STAGE
-        files += metrics_files(f"ablations/{name}/", [stage])
+        stages = ["warmup"] if changed & stage_reads("warmup") else []
+        if changed & set(RULE_SECTIONS["selftrain"]) or not stages:
+            stages.append(FINAL_STAGE)
+        files += metrics_files(f"ablations/{name}/", stages)
     return files
 
 

@@ -4,7 +4,7 @@
 
 rule pseudolabels:
     input:
-        model=f"{RUN}/{{stage}}/model.pt",
+        model=f"{RUN}/{{stage}}/{CONTINUE_FROM}",
     output:
         labels=directory(f"{RUN}/{{stage}}/pseudolabels"),
         summary=f"{RUN}/{{stage}}/pseudolabels.json",
@@ -26,7 +26,7 @@ rule pseudolabels:
 
 rule centroids:
     input:
-        model=f"{RUN}/{{stage}}/model.pt",
+        model=f"{RUN}/{{stage}}/{CONTINUE_FROM}",
     output:
         centroids=f"{RUN}/{{stage}}/centroids.pt",
     params:

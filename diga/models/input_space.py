@@ -1,0 +1,43 @@
+"""How a network sees an image: the map from [0, 1] RGB image space to its input tensor, and back.
+
+Augmentation, mixing and the translator's output live in image space; each network applies its own map.
+- imagenet_rgb: RGB, ImageNet mean and std (the clean choice, matching torchvision-style weights).
+- caffe_bgr: what the official DiGA loaders feed the caffe-converted DeepLab weights: BGR, on 0..255, minus the
+  caffe mean (104.00698793, 116.66876762, 122.67891434), divided by 128 (about [-1, 1]).
+Both maps are affine per channel, so `to_image(to_network(x)) == x` up to float rounding.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+CAFFE_MEAN_BGR = (104.00698793, 116.66876762, 122.67891434)
+CAFFE_SCALE = 128.0
+INPUT_NORMS = ("imagenet_rgb", "caffe_bgr")
+
+
+class InputSpace(nn.Module):
+    """network tensor = (image[channels] - mean) / std, per channel; `channels` reorders RGB (e.g. to BGR)."""
+
+    def __init__(self, norm: str):
+        super().__init__()
+        if norm == "imagenet_rgb":
+            channels, mean, std = [0, 1, 2], IMAGENET_MEAN, IMAGENET_STD
+        elif norm == "caffe_bgr":  # on 0..255 values: mean/255 and 128/255 in image units
+            channels = [2, 1, 0]
+            mean, std = [m / 255 for m in CAFFE_MEAN_BGR], [CAFFE_SCALE / 255] * 3
+        else:
+            raise ValueError(f"model.input_norm must be one of {INPUT_NORMS}, not {norm!r}")
+        self.norm = norm
+        self.channels = channels  # a permutation that is its own inverse (identity or RGB <-> BGR)
+        self.register_buffer("mean", torch.tensor(mean).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(std).view(1, 3, 1, 1), persistent=False)
+
+    def to_network(self, images: torch.Tensor) -> torch.Tensor:
+        return (images[:, self.channels] - self.mean) / self.std
+
+    def to_image(self, tensor: torch.Tensor) -> torch.Tensor:
+        return (tensor * self.std + self.mean)[:, self.channels]
