@@ -4,6 +4,7 @@ real on fake archives (one downloaded from a loopback server, one from the user'
 from __future__ import annotations
 
 import json
+import re
 import shutil
 
 import pytest
@@ -129,3 +130,44 @@ def test_synthia_data_rules_on_fake_archives(tmp_path):
 
     labels = SegmentationList(tmp_path / "resources" / "synthia", "lists/train.txt", 16)[0]["label"]
     assert set(labels.unique().tolist()) <= {0, 1, 2, 9, 12, 255}  # road, sidewalk, building, sky, car
+
+
+# Every official-code switch, as the job that reads it receives it (dotted key -> value).
+OFFICIAL_SLICES = {
+    "translator": {"translator.space": "caffe_bgr", "translator.norm_affine": False, "translator.disc_bias": False,
+                   "translator.keep_iteration": 48000},
+    "warmup": {"model.input_norm": "caffe_bgr", "model.head_init": "normal", "optim.ce_normalise": "all_pixels",
+               "optim.backbone_params": "official_walk", "ema.teacher_train_mode": True,
+               "ema.average_buffers": False, "augment.blur_kernel": 3, "augment.blur_sigma": 2.0,
+               "augment.sharpness_mode": "soften", "augment.space": "network",
+               "stages.warmup.target_bn_leak": True},
+    "selftrain": {"optim.ce_normalise": "all_pixels", "optim.backbone_params": "official_walk",
+                  "ema.teacher_train_mode": True, "ema.average_buffers": False, "augment.space": "network",
+                  "stages.selftrain.source_centroid_mask": "label_and_prediction", "centroids.unseen": "zero"},
+    "centroids": {"centroids.size": [512, 1024], "train.inference_precision": "fp32"},
+    "pseudolabels": {"train.inference_precision": "fp32"},
+    "evaluate": {"train.inference_precision": "fp32"},
+}
+
+
+@pytest.mark.parametrize("name", ["gta5_to_cityscapes", "synthia_to_cityscapes"])
+def test_paper_config_jobs_receive_every_official_value(tmp_path, name):
+    shutil.copytree(REPO / "config", tmp_path / "config")
+    result = run_snakemake("-n", "-p", "all", "--configfile", f"config/{name}.yaml", cwd=tmp_path)
+    commands = re.findall(r"diga --threads \d+ (\w+) --config '(\{.*?\})'(.*)", result.stdout)
+    seen = set()
+    for command, settings, rest in commands:
+        settings = json.loads(settings)
+        for key, expected in OFFICIAL_SLICES.get(command, {}).items():
+            value = settings
+            for part in key.split("."):
+                value = value[part]
+            assert value == expected, (command, key, value)
+        seen.add(command)
+        if command == "selftrain":  # later stages continue from the best-on-val checkpoint
+            assert re.search(r"--init \S+/model_best\.pt", rest), rest
+        if command in ("pseudolabels", "centroids"):
+            assert re.search(r"--checkpoint \S+/model_best\.pt", rest), rest
+        if command == "warmup" and name.startswith("synthia"):
+            assert settings["stages"]["warmup"]["lr_schedule"] == "linear_ramp"
+    assert set(OFFICIAL_SLICES) <= seen, seen
