@@ -1,7 +1,7 @@
 """Numeric precision, memory layout and compilation of the forward passes.
 
 `train.precision: auto` is bf16 autocast with channels_last on CUDA (7x the fp32 eager speed of the paper's
-network on an H200, see ../shared/reference/measurements.md) and plain fp32 on CPU, where bf16 kernels differ
+network on an H200, measured by a stand-alone script) and plain fp32 on CPU, where bf16 kernels differ
 from one CPU to the next (and so would the numbers).
 Losses, softmax and the EMA always run in fp32: `Precision.run` returns fp32 outputs.
 """
