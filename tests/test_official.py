@@ -9,6 +9,8 @@ import torch
 import torchvision.transforms.v2.functional as TF
 from torch import nn
 
+from conftest import REPO
+from diga.config import load
 from diga.data.transforms import blend_augment, photometric_augment, sharpness_factor
 from diga.method.ema import update_teacher
 from diga.method.losses import cross_entropy, cross_entropy_over_all_pixels, segmentation_loss
@@ -242,3 +244,37 @@ def test_linear_ramp_and_keeping_an_earlier_iteration(tmp_path):
                         stop_at=8)
     assert [row["iteration"] for row in rows] == list(range(1, 9))
     assert rows[-1]["lr"] == pytest.approx(0.2 * (1 - 7 / 10))  # the schedule still runs over 10 iterations
+
+
+# Every official-behaviour switch (docs/method.md), and whether the official_code ablation variant sets it.
+SWITCHES = {"model.input_norm": True, "model.head_init": True, "optim.ce_normalise": True,
+            "optim.backbone_params": True, "ema.teacher_train_mode": True, "ema.average_buffers": True,
+            "stages.warmup.target_bn_leak": True, "stages.selftrain.source_centroid_mask": True,
+            "centroids.size": False, "centroids.unseen": True, "augment.blur_kernel": True,
+            "augment.blur_sigma": True, "augment.sharpness_mode": True, "augment.space": True,
+            "translator.space": True, "translator.norm_affine": True, "translator.disc_bias": True,
+            "translator.keep_iteration": False, "stages.warmup.lr_schedule": False,
+            "evaluate.continue_from": False, "train.inference_precision": False}
+
+
+def lookup(settings: dict, key: str):
+    for part in key.split("."):
+        settings = settings[part]
+    return settings
+
+
+@pytest.mark.parametrize("paper", ["gta5_to_cityscapes", "synthia_to_cityscapes"])
+def test_paper_configs_set_official_values_and_the_clean_overlay_undoes_them(paper):
+    official = load(str(REPO / "config" / f"{paper}.yaml"))
+    clean = load(str(REPO / "config" / f"{paper}.yaml"), str(REPO / "config" / "clean.yaml"))
+    toycity = load(str(REPO / "config" / "config.yaml"))
+    variant = official["ablations"]["variants"]["official_code"]
+    for key, in_variant in SWITCHES.items():
+        assert lookup(clean, key) == lookup(toycity, key), key    # ToyCity runs the clean behaviour
+        if key == "stages.warmup.lr_schedule" and paper.startswith("gta5"):
+            assert lookup(official, key) == "poly"                 # the ramp is SYNTHIA's warm-up only
+            continue
+        assert lookup(official, key) != lookup(clean, key), key
+        if in_variant:
+            assert lookup(variant, key) == lookup(official, key), key
+
