@@ -32,12 +32,13 @@ class InputSpace(nn.Module):
         else:
             raise ValueError(f"model.input_norm must be one of {INPUT_NORMS}, not {norm!r}")
         self.norm = norm
-        self.channels = channels  # a permutation that is its own inverse (identity or RGB <-> BGR)
+        self.swap = channels != [0, 1, 2]  # RGB <-> BGR, its own inverse; no copy (or layout change) when RGB
         self.register_buffer("mean", torch.tensor(mean).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(std).view(1, 3, 1, 1), persistent=False)
 
     def to_network(self, images: torch.Tensor) -> torch.Tensor:
-        return (images[:, self.channels] - self.mean) / self.std
+        return ((images.flip(1) if self.swap else images) - self.mean) / self.std
 
     def to_image(self, tensor: torch.Tensor) -> torch.Tensor:
-        return (tensor * self.std + self.mean)[:, self.channels]
+        images = tensor * self.std + self.mean
+        return images.flip(1) if self.swap else images
