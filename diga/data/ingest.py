@@ -86,8 +86,8 @@ def config_snippet(dataset: str, settings: dict) -> str:
 def config_advice(dataset: str, settings: dict) -> str:
     """Where the snippet goes, then the snippet (merged into the config, or as a file of its own)."""
     keys = ", ".join(f"`{key}:`" for key in settings)
-    return (f"put these lines in the config, merged into its `datasets:` > `{dataset}:` section (they replace the "
-            f"{keys} already there), or save them as a file and add it after your config "
+    return (f"put these lines in the config, merged into its `datasets:` > `{dataset}:` section (replacing any "
+            f"{keys} there), or save them as a file and add it after your config "
             f"(--configfile <your config> <this file>):\n{config_snippet(dataset, settings)}")
 
 
@@ -168,8 +168,8 @@ def _missing_error(name: str, spec: dict, names: list[str], missing: list[str], 
                             for want, have in near.items())
         named = [near.get(n, n) for n in names]
         return AcquisitionError(
-            f"{head} {archive_dir} holds {', '.join(repr(n) for n in near.values())}, which look like "
-            f"{'them' if len(near) > 1 else 'it'} under another name. Rename: {renames}\n"
+            f"{head} {archive_dir} holds {', '.join(repr(n) for n in near.values())}, which "
+            f"{'look like them' if len(near) > 1 else 'looks like it'} under another name. Rename: {renames}\n"
             f"or keep the names and list them in the config: {config_advice(name, {'archive_names': named})}")
     ways = [] if info.url is None and not spec.get("url") else [
         f"To download them (public data), {config_advice(name, {'way': 'download'})}"]
