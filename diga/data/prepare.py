@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import sys
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
@@ -180,12 +181,22 @@ def _map(function: Callable, jobs: list, workers: int, what: str) -> list:
     if workers <= 1:
         return [function(job) for job in jobs]
     results = []
-    with ProcessPoolExecutor(workers) as pool:
-        for index, result in enumerate(pool.map(function, jobs, chunksize=16), start=1):
-            results.append(result)
-            if index % 500 == 0:
-                print(f"[prepare] {what}: {index}/{len(jobs)}", file=sys.stderr, flush=True)
+    with ProcessPoolExecutor(workers, initializer=_ignore_ctrl_c) as pool:
+        try:
+            for index, result in enumerate(pool.map(function, jobs, chunksize=16), start=1):
+                results.append(result)
+                if index % 500 == 0:
+                    print(f"[prepare] {what}: {index}/{len(jobs)}", file=sys.stderr, flush=True)
+        except KeyboardInterrupt:
+            pool.shutdown(cancel_futures=True)  # drop the queued pairs, let the running chunks end, then clean up
+            raise
     return results
+
+
+def _ignore_ctrl_c() -> None:
+    """Ctrl-C reaches the whole process group: only the main process handles it (one message, no worker
+    tracebacks in the log)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def write_streams(root: Path, lists: dict[str, list[str]], stream_lists: list[str], streams: list[Size],
