@@ -293,6 +293,10 @@ def test_rules_show_the_error_then_accept_the_good_copy_and_a_pin_reruns_nothing
     forced = run_snakemake("--cores", "1", "--forcerun", "fetch_gta5", "--until", "fetch_gta5", *config, "pins.yaml",
                            cwd=tmp_path)
     assert "using resources/raw/gta5, extracted from them before" in forced.stdout + forced.stderr
+    # A deleted extracted tree is noticed: its fetch (and prepare) run again.
+    shutil.rmtree(tmp_path / "resources" / "raw" / "cityscapes")
+    check = run_snakemake("-n", "--until", "prepare", *config, "pins.yaml", "pins2.yaml", "moved.yaml", cwd=tmp_path)
+    assert job_counts(check.stdout) == {"fetch_cityscapes": 1, "prepare": 1}
 
 
 def test_a_replaced_archive_reruns_the_fetch_which_stops_until_the_new_checksum_is_pinned(tmp_path):

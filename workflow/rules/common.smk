@@ -319,9 +319,9 @@ def archive_identity(dataset):
     An archive is identified by its name, size and modification time (whole seconds), not by its sha256, which would
     mean reading tens of GB each time the workflow starts; the fetch job then reads it and checks the sha256. The
     receipt of the last fetch records the archives it ingested and the token it was given. While the way, the
-    archive names and (way: folder) the folder are the same, and every archive still in archive_dir has the
-    recorded size and time (deleted ones count as unchanged: the extracted tree stands for them), the token is the
-    recorded one and nothing reruns; otherwise it is a new one.
+    archive names and (way: folder) the folder are the same, the acquired tree exists, and every archive still in
+    archive_dir has the recorded size and time (deleted ones count as unchanged: the extracted tree stands for them),
+    the token is the recorded one and nothing reruns; otherwise it is a new one.
     """
     spec = config["datasets"][dataset]
     try:
@@ -333,6 +333,7 @@ def archive_identity(dataset):
     if spec["way"] == "folder":
         current["folder"] = os.path.realpath(spec["folder"]) if spec["folder"] else None
     changed = any(receipt.get(key) != value for key, value in current.items())
+    changed = changed or not os.path.isdir(receipt.get("tree", ""))  # the acquired tree was deleted
     archive_dir = spec["archive_dir"] or f"{DATA_ROOT}/downloads/{dataset}"
     for name, entry in receipt.get("archives", {}).items():
         path = os.path.join(archive_dir, name)
@@ -342,7 +343,8 @@ def archive_identity(dataset):
             changed = changed or current[name] != {"size": entry.get("size"), "mtime": entry.get("mtime")}
     if receipt.get("identity") and not changed:
         return receipt["identity"]
-    return "changed-" + hashlib.sha256(json.dumps(current, sort_keys=True).encode()).hexdigest()[:16]
+    digest = hashlib.sha256(json.dumps(current, sort_keys=True).encode()).hexdigest()[:16]
+    return f"changed-{digest}"
 
 
 def prepare_settings(wildcards):
