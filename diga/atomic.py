@@ -3,12 +3,56 @@
 from __future__ import annotations
 
 import contextlib
+import glob
 import json
 import os
 import shutil
+import socket
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+# The host is part of a temporary name so that a job on another node sharing the folder is never taken for dead.
+HOST = socket.gethostname().replace("/", "_") or "localhost"
+
+
+def temp_sibling(final: Path) -> Path:
+    """The temporary sibling of `final` owned by this process: `.<name>.tmp-<host>-<pid>`."""
+    return final.with_name(f".{final.name}.tmp-{HOST}-{os.getpid()}")
+
+
+def _running(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)  # signal 0: only asks whether the process exists
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by another user
+        return True
+    return True
+
+
+def remove_stale_temps(final: str | Path) -> list[Path]:
+    """Remove the temporary siblings of `final` left by killed processes of this host; return them.
+
+    A temporary name ends in `-<pid>` (older versions wrote `.tmp-<pid>` without the host): it is removed only
+    when it was made on this host and no process with that pid is running, so a live job's folder is never touched.
+    """
+    final = Path(final)
+    prefix = f".{final.name}.tmp-"
+    removed = []
+    for sibling in Path(final.parent).glob(glob.escape(prefix) + "*"):
+        host, _, pid = sibling.name[len(prefix):].rpartition("-")
+        if host not in ("", HOST) or not pid.isdigit() or _running(int(pid)):
+            continue
+        if sibling.is_dir() and not sibling.is_symlink():
+            shutil.rmtree(sibling, ignore_errors=True)
+        else:
+            sibling.unlink(missing_ok=True)
+        removed.append(sibling)
+    return removed
 
 
 @contextlib.contextmanager
@@ -16,7 +60,8 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     """Yield a temporary sibling path; rename it onto `path` only if the block succeeds."""
     final = Path(path)
     final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = final.with_name(f".{final.name}.tmp-{os.getpid()}")
+    remove_stale_temps(final)
+    tmp = temp_sibling(final)
     try:
         yield tmp
         os.replace(tmp, final)
@@ -29,10 +74,15 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
 
 @contextlib.contextmanager
 def atomic_dir(path: str | Path) -> Iterator[Path]:
-    """Yield a temporary sibling folder; replace `path` with it only if the block succeeds."""
+    """Yield a temporary sibling folder; replace `path` with it only if the block succeeds.
+
+    Temporary folders of earlier runs that were killed (SIGKILL, power loss) are removed first.
+    """
     final = Path(path)
     final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = final.with_name(f".{final.name}.tmp-{os.getpid()}")
+    for stale in remove_stale_temps(final):
+        print(f"removed {stale}, left by a killed run", file=sys.stderr, flush=True)
+    tmp = temp_sibling(final)
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
     try:

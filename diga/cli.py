@@ -33,6 +33,8 @@ def build_parser() -> argparse.ArgumentParser:
     _common(p, seed=False)
     p.add_argument("--dataset", required=True, choices=["gta5", "synthia", "cityscapes"])
     p.add_argument("--out", required=True, type=Path, help="the receipt JSON to write (the rule's output)")
+    p.add_argument("--identity", default=None,
+                   help="the workflow's token for the archives' state when the job started, recorded in the receipt")
 
     p = sub.add_parser("prepare", help="convert an acquired dataset to trainId labels, list files, manifest, report")
     _common(p, seed=False)
@@ -227,17 +229,18 @@ def run(args: argparse.Namespace, argv: list[str]) -> None:
     elif command == "fetch":
         from diga.data.ingest import acquire
 
-        acquire(args.dataset, settings["datasets"][args.dataset], settings["data"]["root"], args.out)
+        acquire(args.dataset, settings["datasets"][args.dataset], settings["data"]["root"], args.out,
+                identity=args.identity)
     elif command == "prepare":
         import json
 
         from diga.data.prepare import prepare
 
-        tree = json.loads(args.receipt.read_text())["tree"]
+        receipt = json.loads(args.receipt.read_text())
         domain = settings["data"][args.domain] if args.domain else {"streams": [], "train_list": "lists/train.txt"}
-        prepare(args.dataset, tree, args.out, settings["data"]["num_classes"], workers=args.workers,
+        prepare(args.dataset, receipt["tree"], args.out, settings["data"]["num_classes"], workers=args.workers,
                 strict_counts=settings["datasets"]["strict_counts"], streams=domain["streams"],
-                stream_lists=[domain["train_list"]])
+                stream_lists=[domain["train_list"]], receipt=receipt)
     elif command == "check-weights":
         from diga.atomic import write_json
         from diga.models.weights import describe_initial_weights
@@ -380,6 +383,12 @@ def main(argv: list[str] | None = None) -> int:
         # Known failure modes carry their own fix in the message; no traceback noise.
         print(f"diga {args.command}: error: {error}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        # Ctrl-C: every output is written through a temporary name, so nothing half-written is left to explain.
+        resumes = " (a partial download resumes)" if args.command == "fetch" else ""
+        print(f"diga {args.command}: interrupted (Ctrl-C); nothing was half-written, rerun to continue{resumes}",
+              file=sys.stderr)
+        return 130
     finally:
         if "diga.train.distributed" in sys.modules:  # leave the process group of a multi-process run
             sys.modules["diga.train.distributed"].shutdown()

@@ -76,7 +76,9 @@ def gta_palette() -> list[int]:
 
 
 def make_cityscapes(folder: Path, cities: dict[str, dict[str, int]] | None = None, height: int = 32,
-                    width: int = 64) -> list[Path]:
+                    width: int = 64, truncated_labels: tuple[str, ...] = ()) -> list[Path]:
+    """gtFine_trainvaltest.zip and leftImg8bit_trainvaltest.zip; truncated_labels: stems ('aachen_000000_000001')
+    whose label PNG is cut in half (a damaged label, its image intact)."""
     cities = cities or {"train": {"aachen": 4, "bochum": 2}, "val": {"frankfurt": 2, "lindau": 2}}
     folder.mkdir(parents=True, exist_ok=True)
     gt, left = folder / "gtFine_trainvaltest.zip", folder / "leftImg8bit_trainvaltest.zip"
@@ -89,8 +91,10 @@ def make_cityscapes(folder: Path, cities: dict[str, dict[str, int]] | None = Non
                 for frame in range(count):
                     stem = f"{city}_000000_{frame:06d}"
                     classes = layout(index, height, width)
-                    gt_zip.writestr(f"gtFine/{split}/{city}/{stem}_gtFine_labelIds.png",
-                                    png_bytes(ids_of(classes, LABEL_IDS).astype(np.uint8)))
+                    label = png_bytes(ids_of(classes, LABEL_IDS).astype(np.uint8))
+                    if stem in truncated_labels:
+                        label = label[: len(label) // 2]
+                    gt_zip.writestr(f"gtFine/{split}/{city}/{stem}_gtFine_labelIds.png", label)
                     left_zip.writestr(f"leftImg8bit/{split}/{city}/{stem}_leftImg8bit.png",
                                       png_bytes(render(classes, index, shift=True)))
                     index += 1
@@ -100,7 +104,7 @@ def make_cityscapes(folder: Path, cities: dict[str, dict[str, int]] | None = Non
 def make_gta5(folder: Path, ids: list[int], broken: dict[int, str] | None = None, height: int = 32,
               width: int = 64) -> list[Path]:
     """01_images.zip / 01_labels.zip; broken: id -> 'size' (label of another size), 'missing' (no label),
-    'rgb' (an RGB label instead of a palette one)."""
+    'rgb' (an RGB label instead of a palette one), 'truncated' (the label PNG cut in half)."""
     broken = broken or {}
     folder.mkdir(parents=True, exist_ok=True)
     images, labels = folder / "01_images.zip", folder / "01_labels.zip"
@@ -115,9 +119,12 @@ def make_gta5(folder: Path, ids: list[int], broken: dict[int, str] | None = None
             if problem == "size":
                 ids_map = ids_map[: height // 2]
             if problem == "rgb":
-                label_zip.writestr(f"labels/{number:05d}.png", png_bytes(np.dstack([ids_map] * 3)))
+                label = png_bytes(np.dstack([ids_map] * 3))
             else:
-                label_zip.writestr(f"labels/{number:05d}.png", png_bytes(ids_map, "P", gta_palette()))
+                label = png_bytes(ids_map, "P", gta_palette())
+            if problem == "truncated":
+                label = label[: len(label) // 2]
+            label_zip.writestr(f"labels/{number:05d}.png", label)
     return [images, labels]
 
 
@@ -173,10 +180,12 @@ def write_rar4_stored(path: Path, members: dict[str, bytes]) -> None:
 
 
 class _Handler(http.server.BaseHTTPRequestHandler):
-    """GET with Range support; the first request for a file in `cut` sends half the body and closes."""
+    """GET with Range support (unless ignore_range: the whole file, as some servers answer a resume); the first
+    request for a file in `cut` sends half the body and closes."""
 
     root: Path
     cut: set[str]
+    ignore_range: bool
     log: list[tuple[str, str | None]]
 
     def do_GET(self):  # noqa: N802 (http.server's name)
@@ -189,7 +198,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         data = path.read_bytes()
         start = 0
         header = self.headers.get("Range")
-        if header:
+        if header and not self.ignore_range:
             start = int(header.removeprefix("bytes=").split("-")[0])
             self.send_response(206)
             self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
@@ -211,9 +220,10 @@ class _Handler(http.server.BaseHTTPRequestHandler):
 
 
 @contextmanager
-def serve(root: Path, cut: set[str] | None = None):
+def serve(root: Path, cut: set[str] | None = None, ignore_range: bool = False):
     """Serve `root` on 127.0.0.1 (a free port) in a thread; yield (base URL, request log); stop on exit."""
-    handler = type("Handler", (_Handler,), {"root": root, "cut": set(cut or ()), "log": []})
+    handler = type("Handler", (_Handler,), {"root": root, "cut": set(cut or ()), "log": [],
+                                            "ignore_range": ignore_range})
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True)
     thread.start()

@@ -81,7 +81,7 @@ def test_zip_and_tar_extract_into_place(tmp_path):
     dest = extract([zips[0], tar_path], tmp_path / "out")
     assert sorted(p.name for p in (dest / "images").iterdir()) == ["00001.png", "00002.png"]
     assert sorted(p.name for p in (dest / "labels").iterdir()) == ["00001.png", "00002.png"]
-    assert not list(tmp_path.glob(".out.extract-*"))  # the temporary folder was renamed away
+    assert not list(tmp_path.glob(".out.tmp-*")) and (tmp_path / "out").is_dir()  # the temporary folder was renamed
 
 
 def test_a_truncated_archive_stops_naming_the_file(tmp_path):

@@ -18,6 +18,7 @@ import urllib.error
 import urllib.request
 import zipfile
 import zlib
+from collections.abc import Callable
 from pathlib import Path
 
 from diga.atomic import atomic_dir
@@ -99,6 +100,10 @@ def download(url: str, dest: str | Path, retries: int = 5, timeout: float = 60.0
             with urllib.request.urlopen(request, timeout=timeout) as response:
                 status = response.status
                 if start and status == 200:     # Range ignored: start again
+                    if progress:
+                        print(f"[download] {dest.name}: the server ignored the request to resume at {start} bytes "
+                              "(it sent the whole file); downloading again from the start", file=sys.stderr,
+                              flush=True)
                     start = 0
                 length = response.headers.get("Content-Length")
                 total = start + int(length) if length is not None else None
@@ -126,8 +131,9 @@ def download(url: str, dest: str | Path, retries: int = 5, timeout: float = 60.0
             print(f"[download] {dest.name}: {last_error!r}; retry {attempt + 1}/{retries} in {wait:.0f}s "
                   f"(resuming at {part.stat().st_size if part.exists() else 0} bytes)", file=sys.stderr, flush=True)
             time.sleep(wait)
-    raise DownloadError(f"{url}: download failed after {retries + 1} tries ({last_error!r}); the partial file "
-                        f"{part} is kept, so rerunning resumes it")
+    kept = (f"; the partial file {part} ({part.stat().st_size} bytes) is kept, so rerunning resumes it"
+            if part.exists() and part.stat().st_size else "; rerun to try again")
+    raise DownloadError(f"{url}: download failed after {retries + 1} tries ({last_error!r}){kept}")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -174,47 +180,65 @@ def fix_backslash_names(root: Path) -> int:
     return moved
 
 
-def _extract_into(archive: Path, tmp: Path) -> None:
+def _files_under(root: Path) -> set[str]:
+    return {str(p.relative_to(root)).replace("\\", "/") for p in root.rglob("*") if p.is_file()}
+
+
+def _extract_into(archive: Path, tmp: Path) -> list[str]:
+    """Extract one archive into `tmp`; return its files' paths (relative, '/'-separated)."""
     kind = archive_kind(archive)
     if kind == "zip":
         try:
             with zipfile.ZipFile(archive) as handle:
-                for member in handle.infolist():
+                members = handle.infolist()
+                for member in members:
                     _safe_relative(member.filename)
                 handle.extractall(tmp)
         except (zipfile.BadZipFile, EOFError, zlib.error) as error:
-            raise ArchiveError(f"{archive}: not a readable zip ({error}); it is probably truncated. Delete it and "
-                               "download it again.") from None
-    elif kind == "tar":
+            raise ArchiveError(f"{archive}: not a readable zip ({error}); it is truncated or damaged. Delete "
+                               f"{archive} and download it again.") from None
+        return [m.filename.replace("\\", "/") for m in members if not m.is_dir()]
+    if kind == "tar":
         try:
             with tarfile.open(archive) as handle:
-                for member in handle.getmembers():
+                members = handle.getmembers()
+                for member in members:
                     _safe_relative(member.name)
                 handle.extractall(tmp, filter="data")
-        except (tarfile.TarError, EOFError, OSError) as error:
-            raise ArchiveError(f"{archive}: not a readable tar ({error}); it is probably truncated. Delete it and "
-                               "download it again.") from None
-    else:
-        command = rar_extractor()
-        if command is None:
-            raise ArchiveError(
-                f"{archive}: extracting .rar needs bsdtar or unar (Debian/Ubuntu: `apt-get install "
-                "libarchive-tools` or `apt-get install unar`); or extract it yourself and point the config's "
-                "`folder` at the result")
-        args = [*command, str(archive), "-C", str(tmp)] if command[0] == "bsdtar" else [*command, str(tmp),
-                                                                                         str(archive)]
-        result = subprocess.run(args, capture_output=True, text=True)
-        if result.returncode != 0:
-            raise ArchiveError(f"{archive}: {command[0]} failed ({result.stderr.strip()[-500:]}); the archive is "
-                               "probably truncated. Delete it and download it again.")
+        except (tarfile.TarError, EOFError, OSError, zlib.error) as error:
+            raise ArchiveError(f"{archive}: not a readable tar ({error}); it is truncated or damaged. Delete "
+                               f"{archive} and download it again.") from None
+        return [m.name.replace("\\", "/") for m in members if m.isfile()]
+    before = _files_under(tmp)  # an external tool gives no member list: what appeared is what it held
+    command = rar_extractor()
+    if command is None:
+        raise ArchiveError(
+            f"{archive}: extracting .rar needs bsdtar or unar (Debian/Ubuntu: `apt-get install "
+            "libarchive-tools` or `apt-get install unar`); or extract it yourself and use the extracted folder "
+            "(the dataset's `way: folder` and `folder` in the config)")
+    args = [*command, str(archive), "-C", str(tmp)] if command[0] == "bsdtar" else [*command, str(tmp),
+                                                                                     str(archive)]
+    result = subprocess.run(args, capture_output=True, text=True)
+    if result.returncode != 0:
+        raise ArchiveError(f"{archive}: {command[0]} failed ({result.stderr.strip()[-500:]}); the archive is "
+                           f"truncated or damaged. Delete {archive} and download it again.")
+    return sorted(_files_under(tmp) - before)
 
 
-def extract(archives: list[str | Path], dest: str | Path) -> Path:
-    """Extract every archive into one temporary sibling folder, fix backslash names, then rename it to `dest`."""
+def extract(archives: list[str | Path], dest: str | Path,
+            finish: Callable[[Path, dict[str, list[str]]], None] | None = None) -> Path:
+    """Extract every archive into one temporary sibling folder, fix backslash names, then rename it to `dest`.
+
+    `finish(tmp, members)` runs before the rename, with each archive's file paths by archive name (e.g. to write an
+    index into the folder that appears with it).
+    """
     dest = Path(dest)
     with atomic_dir(dest) as tmp:
+        members = {}
         for archive in archives:
             print(f"[extract] {archive}", file=sys.stderr, flush=True)
-            _extract_into(Path(archive), tmp)
+            members[Path(archive).name] = _extract_into(Path(archive), tmp)
         fix_backslash_names(tmp)
+        if finish is not None:
+            finish(tmp, members)
     return dest

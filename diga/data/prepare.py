@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import sys
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
@@ -90,34 +91,71 @@ def _read_raw_label(dataset: str, path: str) -> np.ndarray:
         return np.asarray(image)
 
 
+class _Fault(ValueError):
+    """A broken pair, blamed on one of its two files."""
+
+    def __init__(self, path: str, problem: str):
+        super().__init__(problem)
+        self.path = path
+
+
 def convert_pair(job: tuple[str, int, Pair, str]) -> dict:
-    """Validate one pair and write its trainId label; return its record (with 'problem' if broken)."""
+    """Validate one pair and write its trainId label; return its record (with 'problem' and the faulty 'file'
+    if broken)."""
     dataset, num_classes, pair, out_root = job
     record = {"split": pair.split, "image": pair.image_rel, "label": pair.label_rel}
     try:
         if not os.path.isfile(pair.image_abs):
-            raise ValueError("image missing")
+            raise _Fault(pair.image_abs, "image missing")
         if not os.path.isfile(pair.label_abs):
-            raise ValueError("label missing")
-        with Image.open(pair.image_abs) as image:
-            image_size = image.size
-            image.verify()
-        raw = _read_raw_label(dataset, pair.label_abs)
+            raise _Fault(pair.label_abs, "label missing")
+        try:
+            with Image.open(pair.image_abs) as image:
+                image_size = image.size
+                image.verify()
+        except (OSError, ValueError, SyntaxError) as error:  # PIL raises SyntaxError for broken PNGs
+            raise _Fault(pair.image_abs, f"image unreadable: {error}") from None
+        try:
+            raw = _read_raw_label(dataset, pair.label_abs)
+        except (OSError, ValueError, SyntaxError) as error:
+            raise _Fault(pair.label_abs, f"label unreadable: {error}") from None
         if raw.ndim != 2:
-            raise ValueError(f"label has shape {raw.shape}, expected a single channel")
+            raise _Fault(pair.label_abs, f"label has shape {raw.shape}, expected a single channel")
         if (raw.shape[1], raw.shape[0]) != image_size:
-            raise ValueError(f"label size {raw.shape[1]}x{raw.shape[0]} != image size {image_size[0]}x{image_size[1]}")
+            raise _Fault(pair.label_abs, f"label size {raw.shape[1]}x{raw.shape[0]} != image size "
+                                         f"{image_size[0]}x{image_size[1]}")
         top = int(raw.max())
         if top > RAW_ID_RANGE[dataset]:
-            raise ValueError(f"raw label id {top} is outside the dataset's ids 0..{RAW_ID_RANGE[dataset]}")
-        table = lookup_table(CITYSCAPES_LABEL_IDS if dataset != "synthia" else SYNTHIA_IDS, num_classes,
-                             size=max(256, top + 1))
-        out = Path(out_root) / pair.label_rel
-        out.parent.mkdir(parents=True, exist_ok=True)
-        Image.fromarray(table[raw]).save(out, format="PNG")
-    except (OSError, ValueError, SyntaxError) as error:  # PIL raises SyntaxError for broken PNGs
-        record["problem"] = str(error)
+            raise _Fault(pair.label_abs, f"raw label id {top} is outside the dataset's ids 0..{RAW_ID_RANGE[dataset]}")
+    except _Fault as fault:
+        record.update(problem=str(fault), file=fault.path)
+        return record
+    table = lookup_table(CITYSCAPES_LABEL_IDS if dataset != "synthia" else SYNTHIA_IDS, num_classes,
+                         size=max(256, top + 1))
+    out = Path(out_root) / pair.label_rel
+    out.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(table[raw]).save(out, format="PNG")  # a failed write (disk full) stops the job: not a broken pair
     return record
+
+
+def _blame(broken: list[dict], tree: Path, receipt: dict | None) -> None:
+    """Name each broken pair's faulty file as its archive holds it, and that archive (None: not from an archive)."""
+    base = Path(receipt["extracted"]) if receipt and receipt.get("extracted") else tree
+    member_of: dict[str, str] = {}
+    if broken and receipt and receipt.get("index"):
+        try:
+            archives = json.loads(Path(receipt["index"]).read_text())["archives"]
+        except (OSError, ValueError, KeyError):
+            archives = {}
+        member_of = {member: name for name, entry in archives.items() for member in entry.get("members", [])}
+    for record in broken:
+        relative = os.path.relpath(record["file"], base).replace(os.sep, "/")
+        record.update(file=relative, archive=member_of.get(relative))
+
+
+def _where(record: dict) -> str:
+    """"`gtFine/.../x_gtFine_labelIds.png` (from gtFine_trainvaltest.zip)"."""
+    return f"`{record['file']}`" + (f" (from {record['archive']})" if record.get("archive") else "")
 
 
 def resize_pair(job: tuple[str, str, str, Size]) -> tuple[str, str]:
@@ -143,12 +181,22 @@ def _map(function: Callable, jobs: list, workers: int, what: str) -> list:
     if workers <= 1:
         return [function(job) for job in jobs]
     results = []
-    with ProcessPoolExecutor(workers) as pool:
-        for index, result in enumerate(pool.map(function, jobs, chunksize=16), start=1):
-            results.append(result)
-            if index % 500 == 0:
-                print(f"[prepare] {what}: {index}/{len(jobs)}", file=sys.stderr, flush=True)
+    with ProcessPoolExecutor(workers, initializer=_ignore_ctrl_c) as pool:
+        try:
+            for index, result in enumerate(pool.map(function, jobs, chunksize=16), start=1):
+                results.append(result)
+                if index % 500 == 0:
+                    print(f"[prepare] {what}: {index}/{len(jobs)}", file=sys.stderr, flush=True)
+        except KeyboardInterrupt:
+            pool.shutdown(cancel_futures=True)  # drop the queued pairs, let the running chunks end, then clean up
+            raise
     return results
+
+
+def _ignore_ctrl_c() -> None:
+    """Ctrl-C reaches the whole process group: only the main process handles it (one message, no worker
+    tracebacks in the log)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def write_streams(root: Path, lists: dict[str, list[str]], stream_lists: list[str], streams: list[Size],
@@ -212,16 +260,17 @@ def _write_report(root: Path, dataset: str, counts: dict, expected: dict, broken
     lines += [f"| {name} | {count} | {expected.get(name, '–')} |" for name, count in counts.items()]
     lines += ["", f"## Warnings ({len(warnings)})", ""] + [f"- {w}" for w in warnings]
     lines += ["", f"## Broken pairs, skipped ({len(broken)})", ""]
-    lines += [f"- `{b['image']}`: {b['problem']}" for b in broken]
+    lines += [f"- {_where(b)}: {b['problem']}; pair `{b['image']}` skipped" for b in broken]
     (root / "report.md").write_text("\n".join(lines) + "\n")
 
 
 def prepare(dataset: str, tree: str | Path, out: str | Path, num_classes: int, workers: int = 1,
             strict_counts: bool = False, streams: list[Size] = (),
-            stream_lists: list[str] = ("lists/train.txt",)) -> dict:
+            stream_lists: list[str] = ("lists/train.txt",), receipt: dict | None = None) -> dict:
     """Prepare one acquired dataset into `out` (replaced atomically); return the manifest.
 
     `streams`: [height, width] sizes at which the pairs of the list files `stream_lists` are also stored.
+    `receipt`: what `diga fetch` wrote, to name the archive a broken file came from.
     """
     if dataset not in LAYOUTS:
         raise PreparationError(f"unknown dataset {dataset!r}; known: {', '.join(LAYOUTS)}")
@@ -239,6 +288,7 @@ def prepare(dataset: str, tree: str | Path, out: str | Path, num_classes: int, w
                        f"{dataset} pairs")
         good = [r for r in records if "problem" not in r]
         broken = [r for r in records if "problem" in r]
+        _blame(broken, tree, receipt)
         lists: dict[str, list[str]] = {}
         for record in good:
             lists.setdefault(record["split"], []).append(f"{record['image']} {record['label']}\n")
@@ -247,8 +297,9 @@ def prepare(dataset: str, tree: str | Path, out: str | Path, num_classes: int, w
             lists["train"] = [line for line in lists.get("train_full", [])
                               if int(Path(line.split()[0]).stem) in paper]
         if not any(lists.values()):
-            raise PreparationError(f"{dataset}: every pair in {tree} is broken (see the problems below); the "
-                                   f"archives are probably wrong or truncated: {broken[:3]}")
+            raise PreparationError(f"{dataset}: every pair in {tree} is broken; the archives are probably wrong or "
+                                   "truncated. The first: " + "; ".join(f"{_where(b)}: {b['problem']}"
+                                                                        for b in broken[:3]))
         found: dict[str, int] = {}
         for record in records:
             found[record["split"]] = found.get(record["split"], 0) + 1
@@ -270,7 +321,8 @@ def prepare(dataset: str, tree: str | Path, out: str | Path, num_classes: int, w
         for warning in warnings:
             print(f"[prepare {dataset}] warning: {warning}", file=sys.stderr, flush=True)
         for record in broken[:20]:
-            print(f"[prepare {dataset}] skipped {record['image']}: {record['problem']}", file=sys.stderr, flush=True)
+            print(f"[prepare {dataset}] skipped pair {record['image']}: {_where(record)}: {record['problem']}",
+                  file=sys.stderr, flush=True)
         if strict_counts and any("pairs found" in w for w in warnings):
             raise PreparationError(f"{dataset}: counts differ from the real dataset ({'; '.join(warnings)}); the "
                                    "archives are incomplete. Re-acquire them, or set datasets.strict_counts: false")

@@ -1,5 +1,6 @@
 # Shared helpers: output paths, stage lists, config variants, and the per-job settings handed to the diga CLI.
 import copy
+import hashlib
 import json
 import os
 
@@ -287,14 +288,17 @@ def output_folder(wildcards, output):
     return os.path.dirname(output.png[0])
 
 
-def data_settings(dataset, with_classes=False):
-    """A complete config holding only what a data job reads: data.root, one dataset's acquisition settings and
-    (prepare) data.num_classes.
+def data_settings(dataset, with_classes=False, acquisition=True):
+    """A complete config holding only what a data job reads: data.root, one dataset's acquisition settings (fetch)
+    and data.num_classes (prepare).
 
     The list fields are placeholders: leaving the training options and the other datasets out means switching
     benchmark or crop size never re-acquires or re-prepares a dataset.
     """
     root = config["data"]["root"]
+    datasets = {"strict_counts": config["datasets"]["strict_counts"]}
+    if acquisition:
+        datasets[dataset] = config["datasets"][dataset]
     picked = {
         "benchmark": "data",
         "seeds": [0],
@@ -304,14 +308,61 @@ def data_settings(dataset, with_classes=False):
             "source": {"root": root, "train_list": "-"},
             "target": {"root": root, "train_list": "-", "val_list": "-"},
         },
-        "datasets": {"strict_counts": config["datasets"]["strict_counts"], dataset: config["datasets"][dataset]},
+        "datasets": datasets,
     }
     return json.dumps(picked, sort_keys=True)
 
 
+def fetch_settings(dataset):
+    """The fetch job's settings, as a function of the output: Snakemake leaves such params out of its rerun check,
+    so pinning checksums, changing the url or retries, or moving archive_dir to where the same files are reruns
+    nothing. What does change the acquired data is compared through archive_identity."""
+
+    def for_job(wildcards, output):
+        return data_settings(dataset)
+
+    return for_job
+
+
+def archive_identity(dataset):
+    """A token for the state of a dataset's archives (or extracted folder); a param of fetch_<dataset>, so a new
+    token reruns it.
+
+    An archive is identified by its name, size and modification time (whole seconds), not by its sha256, which would
+    mean reading tens of GB each time the workflow starts; the fetch job then reads it and checks the sha256. The
+    receipt of the last fetch records the archives it ingested and the token it was given. While the way, the
+    archive names and (way: folder) the folder are the same, the acquired tree exists, and every archive still in
+    archive_dir has the recorded size and time (deleted ones count as unchanged: the extracted tree stands for them),
+    the token is the recorded one and nothing reruns; otherwise it is a new one.
+    """
+    spec = config["datasets"][dataset]
+    try:
+        with open(f"{DATA_ROOT}/raw/{dataset}.json") as handle:
+            receipt = json.load(handle)
+    except (OSError, ValueError):
+        return "new"  # no receipt: the fetch runs anyway
+    current = {"way": spec["way"], "archive_names": spec["archive_names"]}
+    if spec["way"] == "folder":
+        current["folder"] = os.path.realpath(spec["folder"]) if spec["folder"] else None
+    changed = any(receipt.get(key) != value for key, value in current.items())
+    changed = changed or not os.path.isdir(receipt.get("tree", ""))  # the acquired tree was deleted
+    archive_dir = spec["archive_dir"] or f"{DATA_ROOT}/downloads/{dataset}"
+    for name, entry in receipt.get("archives", {}).items():
+        path = os.path.join(archive_dir, name)
+        if os.path.isfile(path):
+            stat = os.stat(path)
+            current[name] = {"size": stat.st_size, "mtime": int(stat.st_mtime)}
+            changed = changed or current[name] != {"size": entry.get("size"), "mtime": entry.get("mtime")}
+    if receipt.get("identity") and not changed:
+        return receipt["identity"]
+    digest = hashlib.sha256(json.dumps(current, sort_keys=True).encode()).hexdigest()[:16]
+    return f"changed-{digest}"
+
+
 def prepare_settings(wildcards):
-    """The data job's settings plus its domain's training list and resize streams (`diga prepare --domain`)."""
-    picked = json.loads(data_settings(PREPARED[wildcards.prepared], with_classes=True))
+    """The data job's settings plus its domain's training list and resize streams (`diga prepare --domain`); not
+    the acquisition settings (the receipt, an input, stands for what was acquired)."""
+    picked = json.loads(data_settings(PREPARED[wildcards.prepared], with_classes=True, acquisition=False))
     domain = config["data"][PREPARED_DOMAIN[wildcards.prepared]]
     picked["data"][PREPARED_DOMAIN[wildcards.prepared]].update(train_list=domain["train_list"],
                                                                 streams=domain["streams"])

@@ -4,6 +4,10 @@
 # <data.root>/raw/, and `prepare` converts labels to trainIds and writes <data.root>/<prepared>/ in the
 # list-file layout with manifest.json and report.md, plus the domain's training list resized to each of
 # data.<domain>.streams (so a change of streams re-prepares only that folder).
+# A fetch reruns only when its archives change (archive_identity), a prepare only when the receipt or its own
+# settings (classes, training list, streams) do. Their messages go to the console as well as to the log (tee; the
+# shell's pipefail keeps diga's exit status; -i: Ctrl-C stops diga, whose last words tee still writes), so an
+# error is read where snakemake runs, not only in the log.
 
 if not REAL_DATA:
 
@@ -29,7 +33,8 @@ else:
         output:
             receipt=f"{DATA_ROOT}/raw/gta5.json",
         params:
-            settings=data_settings("gta5"),
+            identity=archive_identity("gta5"),
+            settings=fetch_settings("gta5"),
         threads: 1
         log:
             f"{DATA_ROOT}/logs/fetch_gta5.log",
@@ -38,13 +43,15 @@ else:
         conda:
             "../../environment.yml"
         shell:
-            "diga fetch --config {params.settings:q} --dataset gta5 --out {output.receipt} > {log} 2>&1"
+            "diga fetch --config {params.settings:q} --dataset gta5 --identity {params.identity:q}"
+            " --out {output.receipt} 2>&1 | tee -i {log}"
 
     rule fetch_synthia:
         output:
             receipt=f"{DATA_ROOT}/raw/synthia.json",
         params:
-            settings=data_settings("synthia"),
+            identity=archive_identity("synthia"),
+            settings=fetch_settings("synthia"),
         threads: 1
         log:
             f"{DATA_ROOT}/logs/fetch_synthia.log",
@@ -53,13 +60,15 @@ else:
         conda:
             "../../environment.yml"
         shell:
-            "diga fetch --config {params.settings:q} --dataset synthia --out {output.receipt} > {log} 2>&1"
+            "diga fetch --config {params.settings:q} --dataset synthia --identity {params.identity:q}"
+            " --out {output.receipt} 2>&1 | tee -i {log}"
 
     rule fetch_cityscapes:
         output:
             receipt=f"{DATA_ROOT}/raw/cityscapes.json",
         params:
-            settings=data_settings("cityscapes"),
+            identity=archive_identity("cityscapes"),
+            settings=fetch_settings("cityscapes"),
         threads: 1
         log:
             f"{DATA_ROOT}/logs/fetch_cityscapes.log",
@@ -68,7 +77,8 @@ else:
         conda:
             "../../environment.yml"
         shell:
-            "diga fetch --config {params.settings:q} --dataset cityscapes --out {output.receipt} > {log} 2>&1"
+            "diga fetch --config {params.settings:q} --dataset cityscapes --identity {params.identity:q}"
+            " --out {output.receipt} 2>&1 | tee -i {log}"
 
     rule prepare:
         input:
@@ -92,4 +102,4 @@ else:
             "../../environment.yml"
         shell:
             "diga prepare --config {params.settings:q} --dataset {params.dataset} --receipt {input.receipt}"
-            " --domain {params.domain} --workers {threads} --out {params.root} > {log} 2>&1"
+            " --domain {params.domain} --workers {threads} --out {params.root} 2>&1 | tee -i {log}"
