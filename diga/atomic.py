@@ -31,7 +31,16 @@ def _running(pid: int) -> bool:
         return False
     except PermissionError:  # exists, owned by another user
         return True
-    return True
+    return not _zombie(pid)
+
+
+def _zombie(pid: int) -> bool:
+    """A killed process whose parent has not collected it yet (a container's init may never): it writes nothing more."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:  # no /proc (not Linux), or it just went away
+        return False
+    return stat[stat.rfind(")") + 2:].startswith("Z")  # the state letter follows the parenthesised command name
 
 
 def remove_stale_temps(final: str | Path) -> list[Path]:

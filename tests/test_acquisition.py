@@ -251,6 +251,20 @@ def test_only_temporary_folders_of_dead_processes_are_removed(tmp_path):
     assert sorted(p.name for p in tmp_path.glob(".out.tmp-*")) == sorted([live.name, elsewhere.name])
 
 
+def test_a_killed_process_not_yet_collected_counts_as_dead(tmp_path):
+    # A zombie still answers kill(pid, 0); a container's init may never collect an orphan, so its folder must go.
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and "Z" not in open(f"/proc/{child.pid}/stat").read().rsplit(")", 1)[1][:3]:
+        time.sleep(0.05)
+    zombie = tmp_path / f".out.tmp-{HOST}-{child.pid}"
+    zombie.mkdir()
+    with atomic_dir(tmp_path / "out") as tmp:
+        (tmp / "done").write_text("yes")
+    child.wait()
+    assert not zombie.exists()
+
+
 # ------------------------------------------------------------------------------------------ the rules
 
 
