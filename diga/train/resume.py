@@ -3,6 +3,8 @@
 A stage hands `run_training` a `Resume` naming the objects to save: modules, optimizers, batch streams (anything
 with `state_dict`/`load_state_dict`), `torch.Generator`s and plain dicts of tensors (updated in place on load).
 The loop adds the iteration, the log rows so far and the global RNG states (torch CPU/CUDA, numpy, random).
+A module is saved with the buffers its `state_dict` leaves out (registered persistent=False), since a loop may
+change them too: the EMA teacher averages every buffer, and so moves its input normalisation constants by rounding.
 The file is `<out_dir>/resume.pt`, written to a temporary sibling, flushed to disk and renamed over the previous one,
 so a complete checkpoint always exists. It records a fingerprint of the stage's settings and input files, and a
 checkpoint from other settings or inputs is ignored (the stage starts from scratch). The stage deletes it once its
@@ -61,6 +63,17 @@ def _restore(obj: Any, state: Any) -> None:
         obj.load_state_dict(state)
 
 
+def unsaved_buffers(module: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """The module's buffers that `state_dict` leaves out (persistent=False), copied."""
+    saved = module.state_dict(keep_vars=True)
+    return {name: buf.detach().cpu().clone() for name, buf in module.named_buffers() if name not in saved}
+
+
+def restore_buffers(module: torch.nn.Module, buffers: dict[str, torch.Tensor]) -> None:
+    for name, value in buffers.items():
+        module.get_buffer(name).copy_(value)
+
+
 def rng_states() -> dict[str, Any]:
     states = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
     if torch.cuda.is_available() and torch.cuda.is_initialized():
@@ -97,7 +110,9 @@ class Resume:
         ranks = distributed.gather({"rng": rng_states(), "objects": {n: _capture(o) for n, o in own.items()}})
         if distributed.is_main():
             payload = {"fingerprint": self.fingerprint, "iteration": iteration, "rows": rows, "ranks": ranks,
-                       "objects": {name: _capture(obj) for name, obj in shared.items()}}
+                       "objects": {name: _capture(obj) for name, obj in shared.items()},
+                       "buffers": {name: unsaved_buffers(obj) for name, obj in shared.items()
+                                   if isinstance(obj, torch.nn.Module)}}
             with atomic_path(self.path) as tmp:
                 with open(tmp, "wb") as handle:
                     torch.save(payload, handle)
@@ -117,6 +132,8 @@ class Resume:
         mine = payload["ranks"][distributed.rank()]
         for name, obj in shared.items():
             _restore(obj, payload["objects"][name])
+        for name, buffers in payload.get("buffers", {}).items():  # none in checkpoints from before they were saved
+            restore_buffers(shared[name], buffers)
         for name, obj in own.items():
             _restore(obj, mine["objects"][name])
         set_rng_states(mine["rng"])
