@@ -129,9 +129,23 @@ def test_ablations_reuse_the_stages_they_do_not_change(tiny_run):
     skd_only = json.loads((ablations / "skd_only" / "seed0" / "warmup" / "metrics.json").read_text())
     assert skd_only["variant"] == "skd_only"
     assert skd_only["training_provenance"]["config"]["stages"]["warmup"]["mixture"] is False
+    # official_code changes the translator and every stage after it, and reports the warm-up and the last round
+    assert sorted(p.name for p in (ablations / "official_code" / "seed0").iterdir()) == [
+        "selftrain1", "selftrain2", "translator", "warmup"]
+    official = json.loads((ablations / "official_code" / "seed0" / "selftrain2" / "metrics.json").read_text())
+    assert official["training_provenance"]["config"]["optim"]["backbone_params"] == "official_walk"
     table = (tiny_run / "results" / "tiny" / "tables" / "ablations.md").read_text()
-    for label in ("SKD only", "SKD + cross-domain mixture", "fixed confidence threshold", "full DiGA"):
+    for label in ("SKD only", "SKD + cross-domain mixture", "fixed confidence threshold", "full DiGA",
+                  "warm-up with the official code's behaviours", "full DiGA with the official code's behaviours"):
         assert label in table
+
+
+def test_adding_a_seed_runs_only_the_new_seed(tiny_run):
+    (tiny_run / "two_seeds.yaml").write_text("seeds: [0, 1]\n")
+    result = run_snakemake("--configfile", str(TINY_CONFIG), "two_seeds.yaml", "-n", "all", cwd=tiny_run)
+    counts = job_counts(result.stdout)
+    assert "make_toy" not in counts                     # the dataset does not depend on the seeds
+    assert counts["translator"] == 1 and counts["warmup"] == 1 and counts["selftrain"] == 2
 
 
 def test_figures_and_report(tiny_run):
