@@ -145,15 +145,21 @@ class DeepLabV2(nn.Module):
         """(backbone, head) trainable parameters: the head trains at a multiple of the backbone LR.
 
         listing 'official_walk': the backbone as the official code lists it, a tensor once per enclosing module
-        (see diga/train/sgd.py); 'unique': each tensor once."""
+        (`official_backbone_listing`; diga/train/sgd.py updates it as that code did); 'unique': each tensor once."""
         if listing == "official_walk":
-            from diga.train.sgd import official_backbone_listing
-
             backbone = official_backbone_listing(self.backbone)
         else:
             backbone = [p for p in self.backbone.parameters() if p.requires_grad]
         head = [p for p in self.head.parameters() if p.requires_grad]
         return backbone, head
+
+
+def official_backbone_listing(backbone: nn.Module) -> list[nn.Parameter]:
+    """The official code's backbone parameter list: for each top-level part (conv1, bn1, layer1..layer4), every
+    module in it and all its (recursive) parameters, so a tensor is listed once per enclosing module of the walk:
+    a block's conv 3 times (stage, block, conv), a shortcut conv 4 times, the stem conv once."""
+    return [p for part in backbone.children() for module in part.modules() for p in module.parameters()
+            if p.requires_grad]
 
 
 def build_segmenter(model: dict, num_classes: int) -> DeepLabV2:

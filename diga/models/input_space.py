@@ -20,19 +20,17 @@ INPUT_NORMS = ("imagenet_rgb", "caffe_bgr")
 
 
 class InputSpace(nn.Module):
-    """network tensor = (image[channels] - mean) / std, per channel; `channels` reorders RGB (e.g. to BGR)."""
+    """network tensor = (image - mean) / std per channel, the channels first reversed (RGB -> BGR) for caffe_bgr."""
 
     def __init__(self, norm: str):
         super().__init__()
         if norm == "imagenet_rgb":
-            channels, mean, std = [0, 1, 2], IMAGENET_MEAN, IMAGENET_STD
+            mean, std = IMAGENET_MEAN, IMAGENET_STD
         elif norm == "caffe_bgr":  # on 0..255 values: mean/255 and 128/255 in image units
-            channels = [2, 1, 0]
             mean, std = [m / 255 for m in CAFFE_MEAN_BGR], [CAFFE_SCALE / 255] * 3
         else:
             raise ValueError(f"model.input_norm must be one of {INPUT_NORMS}, not {norm!r}")
-        self.norm = norm
-        self.swap = channels != [0, 1, 2]  # RGB <-> BGR, its own inverse; no copy (or layout change) when RGB
+        self.swap = norm == "caffe_bgr"  # RGB <-> BGR, its own inverse; no copy (or layout change) for RGB
         self.register_buffer("mean", torch.tensor(mean).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(std).view(1, 3, 1, 1), persistent=False)
 

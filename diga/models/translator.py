@@ -54,9 +54,9 @@ class ResBlock(nn.Module):
 class Encoder(nn.Module):
     """7x7 conv, two stride-2 4x4 convs, residual blocks: an image to a content map at 1/4 resolution."""
 
-    def __init__(self, width: int, res_blocks: int, affine: bool = True, space: nn.Module | None = None):
+    def __init__(self, width: int, res_blocks: int, affine: bool, space: nn.Module):
         super().__init__()
-        self.space = space if space is not None else UnitSpace()
+        self.space = space
         self.net = nn.Sequential(
             _conv(3, width, 7, affine=affine), _conv(width, width * 2, 4, 2, affine=affine),
             _conv(width * 2, width * 4, 4, 2, affine=affine),
@@ -69,9 +69,9 @@ class Encoder(nn.Module):
 class Decoder(nn.Module):
     """Residual blocks, two (nearest upsample + 5x5 conv) stages, 7x7 conv and tanh: a content map to an image."""
 
-    def __init__(self, width: int, res_blocks: int, affine: bool = True, space: nn.Module | None = None):
+    def __init__(self, width: int, res_blocks: int, affine: bool, space: nn.Module):
         super().__init__()
-        self.space = space if space is not None else UnitSpace()
+        self.space = space
         self.net = nn.Sequential(
             *[ResBlock(width * 4, affine) for _ in range(res_blocks)],
             nn.Upsample(scale_factor=2, mode="nearest"), _conv(width * 4, width * 2, 5, affine=affine),

@@ -1,11 +1,12 @@
 """SGD over parameter lists that may name a tensor several times, as the official DiGA training did.
 
 The official optimiser lists the backbone by walking every module of conv1, bn1, layer1..layer4 and, for each,
-all its (recursive) parameters, so a tensor is listed once per enclosing module of that walk: a block's conv 3
-times (stage, block, conv), a shortcut conv 4 times. The SGD of PyTorch 1.7 looped over that list and updated a
-listed tensor at each appearance, with weight decay and its one momentum buffer, so such a tensor takes several
-momentum steps per iteration. Current PyTorch warns on duplicates and treats them differently; `ListedSGD`
-reproduces the 1.7 loop. Updates of different tensors are independent, so only each tensor's count matters.
+all its (recursive) parameters (`diga.models.deeplabv2.official_backbone_listing`), so a tensor is listed once per
+enclosing module of that walk: a block's conv 3 times (stage, block, conv), a shortcut conv 4 times. The SGD of
+PyTorch 1.7 looped over that list and updated a listed tensor at each appearance, with weight decay and its one
+momentum buffer, so such a tensor takes several momentum steps per iteration. Current PyTorch warns on duplicates
+and treats them differently; `ListedSGD` reproduces the 1.7 loop. Updates of different tensors are independent,
+so only each tensor's count matters.
 """
 
 from __future__ import annotations
@@ -14,12 +15,6 @@ from collections.abc import Iterable
 
 import torch
 from torch import nn
-
-
-def official_backbone_listing(backbone: nn.Module) -> list[nn.Parameter]:
-    """The official parameter list of the backbone: for each top-level part, each module in it, its parameters."""
-    return [p for part in backbone.children() for module in part.modules() for p in module.parameters()
-            if p.requires_grad]
 
 
 def listing_counts(params: Iterable[nn.Parameter]) -> tuple[list[nn.Parameter], list[int]]:
