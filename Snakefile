@@ -15,7 +15,7 @@ include: "workflow/rules/common.smk"
 wildcard_constraints:
     seed=r"\d+",
     round=r"\d+",
-    stage="source_only|warmup|oracle|selftrain\\d+",
+    stage="|".join(f"{name}\\d+" if stage.rounds else name for name, stage in STAGES.items() if stage.label),
     variant="(ablations/(" + "|".join(VARIANTS) + ")/)?",
 
 

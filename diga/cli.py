@@ -8,7 +8,11 @@ import sys
 from pathlib import Path
 
 from diga import config as config_module
+from diga import stages
+from diga.stages import STAGES
 from diga.train.stop import TrainingInterrupted
+
+STAGE_COMMANDS = {stage.command: stage for stage in STAGES.values()}
 
 
 def _common(parser: argparse.ArgumentParser, seed: bool = True) -> None:
@@ -49,49 +53,12 @@ def build_parser() -> argparse.ArgumentParser:
     _common(p, seed=False)
     p.add_argument("--out", required=True, type=Path, help="JSON recording the files and their sha256")
 
-    p = sub.add_parser("translator", help="train the source-to-target image translator")
-    _common(p)
-    p.add_argument("--out-dir", required=True, type=Path)
-
-    for name, help_text in (("source-only", "CE on source only (baseline)"),
-                            ("oracle", "CE on target-train labels (upper bound; ToyCity only)")):
-        p = sub.add_parser(name, help=help_text)
-        _common(p)
-        p.add_argument("--out-dir", required=True, type=Path)
-
-    p = sub.add_parser("warmup", help="warm-up: source CE + symmetric distillation with the cross-domain mixture")
-    _common(p)
-    p.add_argument("--translator", required=True, type=Path)
-    p.add_argument("--out-dir", required=True, type=Path)
-
-    p = sub.add_parser("pseudolabels", help="offline pseudo-labels of target train from a stage's model")
-    _common(p, seed=False)
-    p.add_argument("--checkpoint", required=True, type=Path)
-    p.add_argument("--out-dir", required=True, type=Path)
-    p.add_argument("--summary", required=True, type=Path)
-
-    p = sub.add_parser("centroids", help="class feature centroids on target train from a stage's model")
-    _common(p, seed=False)
-    p.add_argument("--checkpoint", required=True, type=Path)
-    p.add_argument("--out", required=True, type=Path)
-
-    p = sub.add_parser("selftrain", help="one self-training round with bilateral-consensus selection")
-    _common(p)
-    p.add_argument("--round", required=True, type=int)
-    p.add_argument("--init", required=True, type=Path, help="checkpoint of the previous stage")
-    p.add_argument("--translator", required=True, type=Path)
-    p.add_argument("--pseudolabels", required=True, type=Path)
-    p.add_argument("--centroids", required=True, type=Path)
-    p.add_argument("--out-dir", required=True, type=Path)
-
-    p = sub.add_parser("evaluate", help="per-class IoU and mIoU of a stage's model on target val")
-    _common(p)
-    p.add_argument("--checkpoint", required=True, type=Path)
-    p.add_argument("--stage", required=True)
-    p.add_argument("--variant", default="main", help="config variant the model belongs to ('main' or an ablation)")
-    p.add_argument("--kind", choices=["last", "best"], default="last",
-                   help="which checkpoint: the last iteration's or the best on val")
-    p.add_argument("--out", required=True, type=Path)
+    for stage in STAGES.values():
+        p = sub.add_parser(stage.command, help=stage.help)
+        _common(p, seed=stage.seeded)
+        for arg in stage.args:
+            p.add_argument(f"--{arg.name}", type=arg.type, required=arg.required, default=arg.default,
+                           choices=arg.choices, help=arg.help)
 
     p = sub.add_parser("table", help="main results table (.md, .csv, .tex): stages x classes, published rows")
     _common(p, seed=False)
@@ -119,8 +86,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("bench", help="time each stage's iteration in each precision mode (fp32 baseline side by "
                                      "side); print a table and write a CSV")
     _common(p, seed=False)
-    p.add_argument("--stages", nargs="+", default=["warmup", "selftrain", "translator", "evaluate"],
-                   help="warmup selftrain translator evaluate (the loader: diga bench-data)")
+    p.add_argument("--stages", nargs="+", default=list(stages.BENCH_STAGES),
+                   help=f"{' '.join(stages.BENCH_STAGES)} (the loader: diga bench-data)")
     p.add_argument("--modes", nargs="+", default=None,
                    help="fp32 tf32 bf16 bf16+cl bf16+cl+compile (default: all on CUDA; fp32 bf16 bf16+cl on CPU)")
     p.add_argument("--iterations", type=int, default=10, help="timed iterations per (stage, mode)")
@@ -136,7 +103,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("bench-memory", help="peak tensor memory of each stage's iteration, measured on the CPU at "
                                             "small crops and extrapolated to the paper's crop (fits 24 GB?)")
     _common(p, seed=False)
-    p.add_argument("--stages", nargs="+", default=["warmup", "selftrain", "translator", "evaluate"])
+    p.add_argument("--stages", nargs="+", default=list(stages.BENCH_STAGES))
     p.add_argument("--modes", nargs="+", default=["fp32", "bf16+cl"], help="see diga bench --modes")
     p.add_argument("--crops", nargs="+", type=_size, default=[(64, 112), (128, 224)], metavar="HxW",
                    help="crops measured (at least two areas); for evaluate, image sizes")
@@ -193,16 +160,19 @@ def _pairs(items: list[str]) -> dict[str, Path]:
     return pairs
 
 
-TRAINING_COMMANDS = ("translator", "source-only", "oracle", "warmup", "selftrain")
-
-
 def processes_for(command: str, settings: dict) -> int:
-    """How many processes (GPUs) a training command runs on: `gpus` in its config section."""
-    if command not in TRAINING_COMMANDS:
-        return 1
-    if command == "translator":
-        return settings["translator"]["gpus"]
-    return settings["stages"][command.replace("-", "_")]["gpus"]
+    """How many processes (GPUs) a command runs on: `gpus` in its stage's config section."""
+    stage = STAGE_COMMANDS.get(command)
+    return stages.gpus(stage.name, settings) if stage else 1
+
+
+def run_stage(stage: stages.Stage, settings: dict, args: argparse.Namespace) -> None:
+    """Call the stage's step with the settings, the seed and its arguments in the record's order."""
+    from importlib import import_module
+
+    module, function = stage.step.split(":")
+    values = ([args.seed] if stage.seeded else []) + [getattr(args, arg.dest) for arg in stage.args]
+    getattr(import_module(module), function)(settings, *values)
 
 
 def run(args: argparse.Namespace, argv: list[str]) -> None:
@@ -210,7 +180,7 @@ def run(args: argparse.Namespace, argv: list[str]) -> None:
     command = args.command
     processes = processes_for(command, settings)
     if processes > 1:
-        from diga.train import distributed
+        from diga.runtime import distributed
 
         if not distributed.launched():
             # Re-run this very command under torchrun, one process per GPU; it takes over this process.
@@ -222,7 +192,9 @@ def run(args: argparse.Namespace, argv: list[str]) -> None:
         import torch
 
         torch.set_num_threads(args.threads)
-    if command == "make-toy":
+    if command in STAGE_COMMANDS:
+        run_stage(STAGE_COMMANDS[command], settings, args)
+    elif command == "make-toy":
         from diga.data.toycity import ToyCitySpec, write_toycity
 
         write_toycity(ToyCitySpec(**settings["toycity"]), args.out or settings["data"]["root"])
@@ -246,35 +218,6 @@ def run(args: argparse.Namespace, argv: list[str]) -> None:
         from diga.models.weights import describe_initial_weights
 
         write_json(args.out, describe_initial_weights(settings))
-    elif command == "translator":
-        from diga.train.translator import train_translator
-
-        train_translator(settings, args.seed, args.out_dir)
-    elif command in ("source-only", "oracle"):
-        from diga.train.supervised import train_supervised
-
-        train_supervised(settings, args.seed, command.replace("-", "_"), args.out_dir)
-    elif command == "warmup":
-        from diga.train.warmup import train_warmup
-
-        train_warmup(settings, args.seed, args.translator, args.out_dir)
-    elif command == "pseudolabels":
-        from diga.infer.pseudolabel import make_pseudolabels
-
-        make_pseudolabels(settings, args.checkpoint, args.out_dir, args.summary)
-    elif command == "centroids":
-        from diga.infer.centroids import compute_centroids
-
-        compute_centroids(settings, args.checkpoint, args.out)
-    elif command == "selftrain":
-        from diga.train.selftrain import train_selftrain
-
-        train_selftrain(settings, args.seed, args.round, args.init, args.translator, args.pseudolabels,
-                        args.centroids, args.out_dir)
-    elif command == "evaluate":
-        from diga.infer.evaluate import evaluate_checkpoint
-
-        evaluate_checkpoint(settings, args.checkpoint, args.stage, args.seed, args.out, args.variant, args.kind)
     elif command == "table":
         from diga.report.tables import write_main_table
 
@@ -282,7 +225,8 @@ def run(args: argparse.Namespace, argv: list[str]) -> None:
     elif command == "ablation-table":
         from diga.report.tables import write_ablation_table
 
-        write_ablation_table(args.metrics, args.out_stem, settings["benchmark"], args.final_stage)
+        write_ablation_table(args.metrics, args.out_stem, settings["benchmark"], args.final_stage,
+                             settings["ablations"]["descriptions"])
     elif command == "pseudolabel-table":
         from diga.report.tables import write_pseudolabel_table
 
@@ -309,7 +253,7 @@ def run(args: argparse.Namespace, argv: list[str]) -> None:
         from diga.atomic import write_json
         from diga.bench.harness import describe_device
         from diga.bench.numerics import compare_bf16
-        from diga.train.common import device_for
+        from diga.runtime.device import device_for
 
         device = device_for(settings)
         result = {"device": describe_device(device), "mode": args.mode, "batch": args.batch,
@@ -327,7 +271,7 @@ def run_bench_command(settings: dict, args: argparse.Namespace) -> None:
     import torch
 
     from diga.bench import harness
-    from diga.train.common import device_for
+    from diga.runtime.device import device_for
 
     device = device_for(settings)
     if args.crop:
@@ -343,7 +287,7 @@ def run_bench_command(settings: dict, args: argparse.Namespace) -> None:
 
 def run_bench_data_command(settings: dict, args: argparse.Namespace) -> None:
     from diga.bench.data import bench_loader
-    from diga.train.common import device_for
+    from diga.runtime.device import device_for
 
     device = device_for(settings)
     batch_size = args.batch_size or settings["stages"]["warmup"]["batch"]  # an integer, or one count per stream
@@ -390,8 +334,8 @@ def main(argv: list[str] | None = None) -> int:
               file=sys.stderr)
         return 130
     finally:
-        if "diga.train.distributed" in sys.modules:  # leave the process group of a multi-process run
-            sys.modules["diga.train.distributed"].shutdown()
+        if "diga.runtime.distributed" in sys.modules:  # leave the process group of a multi-process run
+            sys.modules["diga.runtime.distributed"].shutdown()
     return 0
 
 

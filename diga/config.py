@@ -29,62 +29,115 @@ def _with_defaults(validator_class):
     return jsonschema.validators.extend(validator_class, {"properties": set_defaults})
 
 
+def _schema() -> dict[str, Any]:
+    import yaml
+    return yaml.safe_load(SCHEMA_PATH.read_text())
+
+
+def _errors(validator, settings: Any, source: str, prefix: str = "") -> None:
+    """Raise ConfigError listing every schema problem of `settings` (at `prefix` in the whole config)."""
+    errors = sorted(validator.iter_errors(settings), key=lambda e: list(e.absolute_path))
+    if errors:
+        lines = [f"  - {prefix}{'/'.join(map(str, e.absolute_path)) or ('<top>' if not prefix else '')}: {e.message}"
+                 for e in errors]
+        raise ConfigError(
+            f"{source} does not match {SCHEMA_PATH.name}:\n" + "\n".join(lines)
+            + "\nFix these keys (their meaning and allowed values are in the schema, diga/schema/config.schema.yaml)."
+        )
+
+
 def validate(settings: dict[str, Any], source: str = "config") -> dict[str, Any]:
     """Return a validated copy of `settings` with defaults filled; raise ConfigError naming each problem."""
     import jsonschema
-    import yaml
-    schema = yaml.safe_load(SCHEMA_PATH.read_text())
+    if "translator" in settings:
+        raise ConfigError(f"{source}: the translator's settings moved under stages: write "
+                          "`stages: {translator: ...}` instead of a top-level `translator:` section")
     settings = copy.deepcopy(settings)
-    validator = _with_defaults(jsonschema.Draft202012Validator)(schema)
+    validator = _with_defaults(jsonschema.Draft202012Validator)(_schema())
     # Two passes: defaults create nested objects whose own defaults the second pass fills.
     for _ in range(2):
-        errors = sorted(validator.iter_errors(settings), key=lambda e: list(e.absolute_path))
-        if errors:
-            lines = [f"  - {'/'.join(map(str, e.absolute_path)) or '<top>'}: {e.message}" for e in errors]
-            raise ConfigError(
-                f"{source} does not match {SCHEMA_PATH.name}:\n" + "\n".join(lines)
-                + "\nFix these keys (their meaning and allowed values are in workflow/schemas/config.schema.yaml)."
-            )
+        _errors(validator, settings, source)
     check_batches(settings, source)
     check_official_switches(settings, source)
     return settings
 
 
+class Slice(dict):
+    """The part of a config one job was given: reading a key it was not given is an error naming the key, so a job
+    never silently runs with a default in place of the user's value."""
+
+    def __init__(self, data: dict[str, Any] = (), path: str = ""):
+        super().__init__({key: Slice(value, f"{path}{key}.") if isinstance(value, dict) else value
+                          for key, value in dict(data).items()})
+        self.path = path
+
+    def __missing__(self, key: str):
+        raise ConfigError(f"this job was not given the config key {self.path}{key}: the sections a job reads are "
+                          "listed in its stage's record (diga/stages.py) or its rule's slice (workflow/rules/"
+                          "common.smk); add the section there")
+
+
+def validate_slice(picked: dict[str, Any], sections: list[str], source: str = "config slice") -> Slice:
+    """Validate a job's slice: exactly `sections` ("section" or "section.key", plus benchmark and seeds), each
+    against its part of the schema with its defaults filled, and nothing else filled in."""
+    import jsonschema
+    schema = _schema()
+    picked = copy.deepcopy(picked)
+    expected = {"benchmark", "seeds", *sections}
+    given = set(_paths(picked, expected))
+    if given != expected:
+        raise ConfigError(f"{source}: the slice holds {sorted(given)} but its sections are {sorted(expected)}")
+    for section in ["benchmark", "seeds", *sections]:
+        path = section.split(".")
+        subschema, value = schema, picked
+        for key in path:
+            subschema, value = subschema["properties"][key], value[key]
+        validator = _with_defaults(jsonschema.Draft202012Validator)({**subschema, "$defs": schema.get("$defs", {})})
+        for _ in range(2):
+            _errors(validator, value, source, prefix=".".join(path) + "/")
+    check_batches(picked, source)
+    check_official_switches(picked, source)
+    return Slice(picked)
+
+
+def _paths(value: dict[str, Any], expected: set[str], prefix: str = ""):
+    """The section paths a slice holds: a key that is a section, or the parts of one given in parts."""
+    for key, inner in value.items():
+        path = prefix + key
+        if path not in expected and isinstance(inner, dict) and any(e.startswith(path + ".") for e in expected):
+            yield from _paths(inner, expected, path + ".")
+        else:
+            yield path
+
+
+def plain(settings: dict[str, Any]) -> dict[str, Any]:
+    """Plain dicts again (for YAML, and checkpoints that must not depend on this module)."""
+    return json.loads(json.dumps(settings))
+
+
 def check_official_switches(settings: dict[str, Any], source: str = "config") -> None:
     """Switches that need another setting: the centroid pass's size is a prepared stream, best needs val_every."""
     problems = []
-    size = settings["centroids"]["size"]
-    streams = [list(s) for s in settings["data"]["target"]["streams"]]
+    size = settings["centroids"]["size"] if "centroids" in settings and "data" in settings else None
+    streams = [list(s) for s in settings["data"]["target"]["streams"]] if size is not None else []
     if size is not None and list(size) not in streams:
         problems.append(f"  - centroids.size is {list(size)} but data.target.streams is {streams}: the centroid pass "
                         "reads a prepared resize stream; give one of them, or null for the images' own size")
-    if settings["evaluate"]["continue_from"] == "best" and settings["evaluate"]["val_every"] == 0:
+    evaluate = settings.get("evaluate", {})
+    if evaluate.get("continue_from") == "best" and evaluate.get("val_every") == 0:
         problems.append("  - evaluate.continue_from is 'best' but evaluate.val_every is 0, so no best-on-val "
                         "checkpoint is kept: set evaluate.val_every (the official code: 1000) or continue_from: last")
     if problems:
         raise ConfigError(f"{source}:\n" + "\n".join(problems))
 
 
-def batch_keys(settings: dict[str, Any]) -> list[tuple[str, Any, tuple[str, ...]]]:
-    """(key, value, domains it draws from) of every per-iteration batch of the training stages."""
-    stages = settings["stages"]
-    warmup_domains = ("source", "target") if stages["warmup"]["target_bn_leak"] else ("source",)
-    return [
-        ("translator.batch", settings["translator"]["batch"], ("source", "target")),
-        ("stages.source_only.batch", stages["source_only"]["batch"], ("source",)),
-        ("stages.oracle.batch", stages["oracle"]["batch"], ("target",)),
-        ("stages.warmup.batch", stages["warmup"]["batch"], warmup_domains),
-        ("stages.selftrain.batch_source", stages["selftrain"]["batch_source"], ("source",)),
-        ("stages.selftrain.batch_target", stages["selftrain"]["batch_target"], ("target",)),
-    ]
-
-
 def check_batches(settings: dict[str, Any], source: str = "config") -> None:
     """A batch given per stream (a list) needs one count per stream of every domain it draws from."""
     from diga.data.streams import domain_streams
+    from diga.stages import batch_keys
 
     problems = []
-    for key, batch, domains in batch_keys(settings):
+    for key, batch, domains in batch_keys(settings) if "data" in settings else []:
         for domain in domains:
             n_streams = len(domain_streams(settings["data"][domain]))
             if isinstance(batch, list) and len(batch) != n_streams:
@@ -93,11 +146,13 @@ def check_batches(settings: dict[str, Any], source: str = "config") -> None:
                 problems.append(f"  - {key} lists {len(batch)} count(s) but data.{domain}.streams {configured}; "
                                 f"give {n_streams} count(s), one per stream in the order of data.{domain}.streams, "
                                 "or an integer total")
-    parts, batch = settings["translator"]["accumulate"], settings["translator"]["batch"]
+    translator = settings.get("stages", {}).get("translator", {"accumulate": 1, "batch": 1})
+    parts, batch = translator["accumulate"], translator["batch"]
     images = sum(batch) if isinstance(batch, list) else batch
     if images % parts:
-        problems.append(f"  - translator.accumulate is {parts} but translator.batch is {images} image(s) per domain; "
-                        "set translator.accumulate to a divisor of the batch (equal parts give the full batch's loss)")
+        problems.append(f"  - stages.translator.accumulate is {parts} but stages.translator.batch is {images} image(s) "
+                        "per domain; set stages.translator.accumulate to a divisor of the batch (equal parts give the "
+                        "full batch's loss)")
     if problems:
         raise ConfigError(f"{source}: inconsistent batch compositions:\n" + "\n".join(problems))
 
@@ -110,6 +165,9 @@ def load(*specs: str) -> dict[str, Any]:
     """
     import yaml
 
+    if len(specs) == 1 and specs[0].lstrip().startswith("{") and "sections" in json.loads(specs[0]):
+        picked = json.loads(specs[0])
+        return validate_slice(picked, picked.pop("sections"), "this job's config slice")
     merged: dict[str, Any] = {}
     for spec in specs:
         if spec.lstrip().startswith("{"):

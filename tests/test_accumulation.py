@@ -1,4 +1,4 @@
-"""Gradient accumulation (translator.accumulate): the full batch's losses and gradients, one part in memory."""
+"""Gradient accumulation (stages.translator.accumulate): the full batch's losses and gradients, one part in memory."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ from conftest import TINY_CONFIG
 from diga import config as config_module
 from diga.bench.harness import FixedBatches
 from diga.bench.memory import iteration_peak_bytes
+from diga.runtime.precision import Precision
 from diga.train.loop import accumulate, split_batch
-from diga.train.precision import Precision
 from diga.train.translator import build_translator_training, translator_step
 
 CPU = torch.device("cpu")
@@ -21,7 +21,8 @@ CPU = torch.device("cpu")
 
 def translator_settings(**overrides) -> dict:
     settings = config_module.validate(yaml.safe_load(TINY_CONFIG.read_text()), str(TINY_CONFIG))
-    settings["translator"].update(batch=4, perceptual_weight=0.1, **overrides)  # VGG perceptual, random weights
+    # VGG perceptual, random weights
+    settings["stages"]["translator"].update(batch=4, perceptual_weight=0.1, **overrides)
     return settings
 
 
@@ -96,20 +97,21 @@ def test_accumulate_scales_and_backpropagates_each_part():
 def test_config_refuses_an_accumulation_that_does_not_divide_the_batch():
     settings = yaml.safe_load(TINY_CONFIG.read_text())
     bad = copy.deepcopy(settings)
-    bad["translator"].update(batch=2, accumulate=3)
-    with pytest.raises(config_module.ConfigError, match="translator.accumulate is 3 but translator.batch is 2"):
+    bad["stages"]["translator"].update(batch=2, accumulate=3)
+    with pytest.raises(config_module.ConfigError,
+                       match="stages.translator.accumulate is 3 but stages.translator.batch is 2"):
         config_module.validate(bad, "bad.yaml")
 
 
 def test_config_files_merge_in_order_like_snakemake_configfiles(tmp_path):
     overlay = tmp_path / "overlay.yaml"
-    overlay.write_text("translator: {accumulate: 2}\ntrain: {precision: bf16}\n")
+    overlay.write_text("stages: {translator: {accumulate: 2}}\ntrain: {precision: bf16}\n")
     base = config_module.load(str(TINY_CONFIG))
     merged = config_module.load(str(TINY_CONFIG), str(overlay))
-    assert merged["translator"]["accumulate"] == 2 and merged["train"]["precision"] == "bf16"
+    assert merged["stages"]["translator"]["accumulate"] == 2 and merged["train"]["precision"] == "bf16"
     # Nested keys the overlay does not name are the first file's.
-    assert merged["translator"]["batch"] == base["translator"]["batch"] == 2
-    assert merged["translator"]["width"] == 4 and merged["train"]["log_every"] == 2
+    assert merged["stages"]["translator"]["batch"] == base["stages"]["translator"]["batch"] == 2
+    assert merged["stages"]["translator"]["width"] == 4 and merged["train"]["log_every"] == 2
     bad = tmp_path / "bad.yaml"
     bad.write_text("translator: {accumulate: 3}\n")
     with pytest.raises(config_module.ConfigError, match=f"{TINY_CONFIG} \\+ {bad}: inconsistent batch"):

@@ -12,7 +12,7 @@ from conftest import TINY_CONFIG, run_snakemake
 from diga import cli
 from diga.atomic import atomic_path, write_json
 from diga.data.datasets import MissingDatasetError, load_label
-from diga.train.common import source_train
+from diga.runtime.datasets import source_train
 
 
 def test_cli_names_the_bad_config_key(capsys):

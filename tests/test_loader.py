@@ -11,8 +11,9 @@ import pytest
 import torch
 
 from diga.data.loader import BatchStream, loader_workers
+from diga.data.loader import BatchStream as batches
 from diga.data.toycity import ToyCitySpec, write_toycity
-from diga.train.common import batches, source_train
+from diga.runtime.datasets import source_train
 
 
 @pytest.fixture
@@ -142,7 +143,7 @@ def test_bench_data_times_each_worker_count(settings, tmp_path):
 
 def test_in_order_gives_every_item_in_order_with_or_without_workers(settings):
     from diga.data.loader import in_order
-    from diga.train.common import target_val
+    from diga.runtime.datasets import target_val
 
     dataset = target_val(settings)  # 6 images
     assert len(dataset) == 6
@@ -156,8 +157,8 @@ def test_in_order_gives_every_item_in_order_with_or_without_workers(settings):
 
 
 def test_evaluation_counts_the_same_pixels_with_loader_workers(settings):
-    from diga.infer.evaluate import confusion_on_val
-    from diga.train.common import new_segmenter
+    from diga.runtime.checkpoints import new_segmenter
+    from diga.runtime.validation import confusion_on_val
 
     torch.manual_seed(0)
     model = new_segmenter(settings, torch.device("cpu")).eval()
@@ -166,7 +167,7 @@ def test_evaluation_counts_the_same_pixels_with_loader_workers(settings):
         with_workers = dict(settings, train=dict(settings["train"], loader_workers=workers))
         counts[workers] = confusion_on_val(with_workers, model, torch.device("cpu"))
     from diga.data.labels import IGNORE_INDEX
-    from diga.train.common import target_val
+    from diga.runtime.datasets import target_val
 
     labelled = sum(int((item["label"] != IGNORE_INDEX).sum()) for item in target_val(settings))
     assert counts[0].sum() == labelled > 0  # every labelled val pixel, once

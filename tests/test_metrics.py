@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from diga.infer.metrics import confusion_matrix, iou_per_class, mean_iou, pixel_accuracy
+from diga.runtime.metrics import confusion_matrix, iou_per_class, mean_iou, pixel_accuracy
 
 
 def test_confusion_matrix_rows_are_truth_columns_prediction_and_ignore_is_skipped():

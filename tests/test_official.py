@@ -252,8 +252,8 @@ SWITCHES = {"model.input_norm": True, "model.head_init": True, "optim.ce_normali
             "stages.warmup.target_bn_leak": True, "stages.selftrain.source_centroid_mask": True,
             "centroids.size": False, "centroids.unseen": True, "augment.blur_kernel": True,
             "augment.blur_sigma": True, "augment.sharpness_mode": True, "augment.space": True,
-            "translator.space": True, "translator.norm_affine": True, "translator.disc_bias": True,
-            "translator.keep_iteration": False, "stages.warmup.lr_schedule": False,
+            "stages.translator.space": True, "stages.translator.norm_affine": True, "stages.translator.disc_bias": True,
+            "stages.translator.keep_iteration": False, "stages.warmup.lr_schedule": False,
             "evaluate.continue_from": False, "train.inference_precision": False}
 
 

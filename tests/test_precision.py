@@ -15,7 +15,7 @@ from conftest import REPO
 from diga import config as config_module
 from diga.data.toycity import ToyCitySpec, write_toycity
 from diga.models.deeplabv2 import build_segmenter
-from diga.train.precision import Compiled, Precision, precision_for
+from diga.runtime.precision import Compiled, Precision, precision_for
 from diga.train.supervised import train_supervised
 
 # Stated tolerance: over the first 40 iterations on ToyCity (the default network, batch 4, 64x128 crops) the

@@ -134,8 +134,8 @@ def test_synthia_data_rules_on_fake_archives(tmp_path):
 
 # Every official-code switch, as the job that reads it receives it (dotted key -> value).
 OFFICIAL_SLICES = {
-    "translator": {"translator.space": "caffe_bgr", "translator.norm_affine": False, "translator.disc_bias": False,
-                   "translator.keep_iteration": 48000},
+    "translator": {"stages.translator.space": "caffe_bgr", "stages.translator.norm_affine": False,
+                   "stages.translator.disc_bias": False, "stages.translator.keep_iteration": 48000},
     "warmup": {"model.input_norm": "caffe_bgr", "model.head_init": "normal", "optim.ce_normalise": "all_pixels",
                "optim.backbone_params": "official_walk", "ema.teacher_train_mode": True,
                "ema.average_buffers": False, "augment.blur_kernel": 3, "augment.blur_sigma": 2.0,

@@ -227,7 +227,7 @@ def default_prepared(tmp_path_factory):
     root = tmp_path_factory.mktemp("resume_default")
     settings = config_module.load(str(DEFAULT_CONFIG))
     brief = copy.deepcopy(settings)
-    brief["translator"]["iterations"] = 10
+    brief["stages"]["translator"]["iterations"] = 10
     brief["stages"]["warmup"]["iterations"] = 50
     _prepare(root, settings, brief)
     return root, settings

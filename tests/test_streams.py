@@ -20,7 +20,8 @@ from conftest import TINY_CONFIG
 from diga.config import ConfigError, validate
 from diga.data.prepare import PreparationError, prepare
 from diga.data.streams import stream_counts
-from diga.train.common import ComposedStream, domain_batches, source_train, stage_settings, target_train
+from diga.runtime.datasets import ComposedStream, domain_batches, source_train, target_train
+from diga.train.common import stage_settings
 
 BLOCK_IDS = np.array([[7, 8], [11, 26]], dtype=np.uint8)  # labelIds of the four 4x8 blocks
 BLOCK_TRAIN_IDS = [[0, 1], [2, 13]]
@@ -130,7 +131,7 @@ def test_a_zero_count_stream_is_not_drawn(prepared):
 
 def test_no_streams_draw_exactly_as_one_batch_stream(prepared):
     """Without streams the composed stream is one BatchStream over the plain list: the same crops as before."""
-    from diga.train.common import BatchStream
+    from diga.data.loader import BatchStream
 
     root, _ = prepared
     settings = stream_settings(root, [], 2, scale=(0.75, 1.5))
@@ -200,11 +201,11 @@ def test_a_batch_list_must_have_one_count_per_stream():
 def test_the_translator_batch_list_fits_both_domains():
     settings = tiny()
     settings["data"]["source"]["streams"] = [[16, 32], [32, 64]]
-    settings["translator"] = {"batch": [1, 1]}
-    with pytest.raises(ConfigError, match="translator.batch lists 2 count.* data.target.streams is empty"):
+    settings["stages"]["translator"] = {"batch": [1, 1]}
+    with pytest.raises(ConfigError, match="stages.translator.batch lists 2 count.* data.target.streams is empty"):
         validate(settings)
     settings["data"]["target"]["streams"] = [[16, 32], [32, 64]]
-    assert validate(settings)["translator"]["batch"] == [1, 1]
+    assert validate(settings)["stages"]["translator"]["batch"] == [1, 1]
 
 
 @pytest.mark.parametrize(("key", "value", "message"), [
@@ -240,7 +241,7 @@ def test_a_stage_settings_overrides_only_its_keys():
 def test_a_stage_scale_replaces_data_scale_for_that_stage_only():
     settings = tiny()
     settings["stages"]["warmup"]["scale"] = [1.0, 1.0]
-    settings["translator"]["scale"] = [1.0, 1.0]
+    settings["stages"]["translator"]["scale"] = [1.0, 1.0]
     settings = validate(settings)
     assert stage_settings(settings, "warmup")["data"]["scale"] == [1.0, 1.0]
     assert stage_settings(settings, "translator")["data"]["scale"] == [1.0, 1.0]

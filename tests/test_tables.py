@@ -61,12 +61,13 @@ def test_ablation_table_keeps_the_rows_that_ran(tmp_path):
     paths = [write_metrics(tmp_path, "source_only", 0, ious(5.0)), write_metrics(tmp_path, "warmup", 0, ious(9.0)),
              write_metrics(tmp_path, "selftrain2", 0, ious(12.0)),
              write_metrics(tmp_path, "selftrain2", 0, ious(11.0), variant="fixed_threshold")]
-    write_ablation_table(paths, tmp_path / "ablations", "toy", "selftrain2")
+    write_ablation_table(paths, tmp_path / "ablations", "toy", "selftrain2",
+                         {"fixed_threshold": "fixed confidence threshold", "skd_only": "SKD only"})
     lines = [line for line in (tmp_path / "ablations.md").read_text().splitlines() if line.startswith("| ")][1:]
     assert [line.split(" | ")[0].removeprefix("| ") for line in lines] == [
-        "source-only", "warm-up: SKD + cross-domain mixture", "self-training: fixed confidence threshold",
-        "full DiGA (threshold-free consensus)"]  # no skd_only metrics: its row is left out
-    assert "| **11.0 ± 0.0** | fixed_threshold | selftrain2 |" in lines[2]
+        "source-only", "warm-up: SKD + cross-domain mixture", "full DiGA: threshold-free consensus",
+        "full DiGA: fixed confidence threshold"]  # no skd_only metrics: its row is left out
+    assert "| **11.0 ± 0.0** | fixed_threshold | selftrain2 |" in lines[3]
 
 
 def test_pseudolabel_table_averages_over_iterations_then_seeds(tmp_path):

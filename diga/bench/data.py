@@ -13,7 +13,7 @@ import time
 import torch
 
 from diga.bench.harness import synchronize, total
-from diga.train.common import domain_batches
+from diga.runtime.datasets import domain_batches
 
 
 def measure_loader(settings: dict, workers: int, batches: int, batch_size: int | list[int],
@@ -46,7 +46,7 @@ def measure_val_loader(settings: dict, workers: int, device: torch.device | None
     """Images per second of one pass over target val as evaluation reads it (diga.data.loader.in_order: whole
     images in order, decoded by `workers` processes), worker start-up included, as every evaluation pays it."""
     from diga.data.loader import in_order
-    from diga.train.common import target_val
+    from diga.runtime.datasets import target_val
 
     device = torch.device("cpu") if device is None else device
     dataset = target_val(settings)

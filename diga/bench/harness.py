@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from diga.train.precision import Precision
+from diga.runtime.precision import Precision
 
 # name -> (train.precision, channels_last, compile)
 MODES = {
@@ -29,7 +29,6 @@ MODES = {
     "bf16+cl": ("bf16", True, False),
     "bf16+cl+compile": ("bf16", True, True),
 }
-STAGES = ("warmup", "selftrain", "translator", "evaluate")
 
 
 @dataclass
@@ -122,16 +121,17 @@ def bench_settings(settings: dict, mode: str) -> dict:
 def _stage_runner(stage: str, settings: dict, device: torch.device,
                   eval_size: tuple[int, int]) -> tuple[Callable[[int], object], int]:
     """A function running one iteration of `stage` (given the iteration number), and the images it consumes."""
-    from diga.train.common import make_teacher, new_segmenter
+    from diga.runtime.checkpoints import new_segmenter
+    from diga.runtime.precision import precision_for
+    from diga.train.common import make_teacher
     from diga.train.loop import optimise, segmenter_optimizer, set_poly_lr
-    from diga.train.precision import precision_for
 
     precision = precision_for(settings, device)
     crop, num_classes = tuple(settings["data"]["crop"]), settings["data"]["num_classes"]
     generator = torch.Generator().manual_seed(0)
     torch.manual_seed(0)
     if stage == "evaluate":
-        from diga.infer.predict import multiscale_logits
+        from diga.runtime.predict import multiscale_logits
 
         model = precision.place(new_segmenter(settings, device).eval())
         image = torch.rand(1, 3, *eval_size, device=device)
@@ -139,7 +139,7 @@ def _stage_runner(stage: str, settings: dict, device: torch.device,
     if stage == "translator":
         from diga.train.translator import build_translator_training, translator_step
 
-        cfg = settings["translator"]
+        cfg = settings["stages"]["translator"]
         parts = build_translator_training(settings, device, precision, pretrained_vgg=False)
         source = FixedBatches(total(cfg["batch"]), crop, num_classes, device, 1)
         target = FixedBatches(total(cfg["batch"]), crop, num_classes, device, 2)
@@ -149,7 +149,8 @@ def _stage_runner(stage: str, settings: dict, device: torch.device,
     else:
         from diga.models.translator import build_generator
 
-        translator = precision.place(build_generator(settings["translator"]).to(device).eval().requires_grad_(False))
+        translator = build_generator(settings["stages"]["translator"]).to(device).eval().requires_grad_(False)
+        translator = precision.place(translator)
         student = precision.place(new_segmenter(settings, device).train())
         teacher = make_teacher(student, settings)
         optimizer = segmenter_optimizer(student, settings["optim"])

@@ -12,8 +12,8 @@ import torch.nn.functional as F
 
 from diga.bench.harness import FixedBatches, bench_settings
 from diga.method.losses import cross_entropy
-from diga.train.common import new_segmenter
-from diga.train.precision import precision_for
+from diga.runtime.checkpoints import new_segmenter
+from diga.runtime.precision import precision_for
 
 
 def _loss_and_grad(model: torch.nn.Module, precision, batch: dict) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

@@ -10,8 +10,10 @@ from diga.atomic import save_torch
 from diga.data.loader import in_order
 from diga.method.selection import class_means, update_centroids_cumulative
 from diga.provenance import provenance
-from diga.train.common import device_for, load_segmenter, target_train
-from diga.train.precision import inference_precision_for
+from diga.runtime.checkpoints import load_segmenter
+from diga.runtime.datasets import target_train
+from diga.runtime.device import device_for
+from diga.runtime.precision import inference_precision_for
 
 
 @torch.no_grad()

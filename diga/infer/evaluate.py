@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -10,36 +9,12 @@ import torch
 
 from diga.atomic import write_json
 from diga.data.labels import CLASS_NAMES_13, class_names
-from diga.data.loader import in_order
-from diga.infer.metrics import confusion_matrix, iou_per_class, mean_iou, pixel_accuracy
-from diga.infer.predict import multiscale_logits
 from diga.provenance import provenance
-from diga.train.common import device_for, load_segmenter, target_val
-from diga.train.precision import inference_precision_for
-
-
-@torch.no_grad()
-def confusion_on_val(settings: dict, model: torch.nn.Module, device: torch.device) -> np.ndarray:
-    """Confusion matrix of `model` over target val. Images are decoded by loader workers on a GPU, and the counts
-    stay on the device until the end, so the GPU does not wait for the host between images."""
-    dataset = target_val(settings)
-    num_classes = settings["data"]["num_classes"]
-    confusion = torch.zeros(num_classes, num_classes, dtype=torch.long, device=device)
-    batch = settings["evaluate"]["batch"]
-    precision = inference_precision_for(settings, device)
-    done = 0
-    for index, items in enumerate(in_order(dataset, batch, device, settings["train"]["loader_workers"])):
-        shapes = {tuple(item["image"].shape) for item in items}
-        groups = [items] if len(shapes) == 1 else [[item] for item in items]  # mixed sizes: one at a time
-        for group in groups:
-            images = torch.stack([item["image"] for item in group]).to(device, non_blocking=True)
-            labels = torch.stack([item["label"] for item in group]).to(device, non_blocking=True)
-            prediction = multiscale_logits(model, images, settings["evaluate"]["scales"], precision).argmax(1)
-            confusion += confusion_matrix(prediction, labels, num_classes)
-        done += len(items)
-        if (index + 1) % 50 == 0:
-            print(f"[evaluate] {done}/{len(dataset)} images", file=sys.stderr, flush=True)
-    return confusion.cpu().numpy()
+from diga.runtime.checkpoints import load_segmenter
+from diga.runtime.device import device_for
+from diga.runtime.metrics import iou_per_class, mean_iou, pixel_accuracy
+from diga.runtime.precision import inference_precision_for
+from diga.runtime.validation import confusion_on_val
 
 
 def metrics_from_confusion(confusion: np.ndarray) -> dict:
@@ -57,7 +32,7 @@ def metrics_from_confusion(confusion: np.ndarray) -> dict:
     return result
 
 
-def evaluate_checkpoint(settings: dict, checkpoint: Path, stage: str, seed: int, out_path: Path,
+def evaluate_checkpoint(settings: dict, seed: int, checkpoint: Path, stage: str, out_path: Path,
                         variant: str = "main", kind: str = "last") -> dict:
     device = device_for(settings)
     state = torch.load(checkpoint, map_location="cpu", weights_only=False)

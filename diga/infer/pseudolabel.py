@@ -12,10 +12,12 @@ from PIL import Image
 from diga.atomic import atomic_dir, write_json
 from diga.data.labels import IGNORE_INDEX, class_names, palette_bytes
 from diga.data.loader import in_order
-from diga.infer.metrics import confusion_matrix, iou_per_class, pixel_accuracy
 from diga.provenance import provenance
-from diga.train.common import device_for, load_segmenter, target_train
-from diga.train.precision import inference_precision_for
+from diga.runtime.checkpoints import load_segmenter
+from diga.runtime.datasets import target_train
+from diga.runtime.device import device_for
+from diga.runtime.metrics import confusion_matrix, iou_per_class, pixel_accuracy
+from diga.runtime.precision import inference_precision_for
 
 
 def save_label_png(label: np.ndarray, path: Path, num_classes: int = 19) -> None:
@@ -34,7 +36,7 @@ def make_pseudolabels(settings: dict, checkpoint: Path, out_dir: Path, summary_p
     num_classes = settings["data"]["num_classes"]
     confusion = torch.zeros(num_classes, num_classes, dtype=torch.long)
     counts = np.zeros(num_classes, dtype=np.int64)
-    from diga.infer.predict import multiscale_logits
+    from diga.runtime.predict import multiscale_logits
 
     with atomic_dir(out_dir) as tmp:
         images = in_order(dataset, 1, device, settings["train"]["loader_workers"])  # decoded ahead on a GPU

@@ -1,7 +1,7 @@
 """The source-to-target image translator: encoder/decoder generators and multi-scale PatchGAN discriminators.
 
 Shape as in the paper's translator (MUNIT-style blocks, instance norm), width and depth set by config.
-Images enter and leave in [0, 1] image space; the networks work in the translator's space (`translator.space`):
+Images enter and leave in [0, 1] image space; the networks work in the translator's space (`stages.translator.space`):
 'unit', [-1, 1] RGB (2x - 1), or 'caffe_bgr', the tensor the official segmenter input is (the official translator
 reads and writes that tensor, and its losses compare it).
 """
@@ -29,7 +29,7 @@ class UnitSpace(nn.Module):
 
 def translator_space(name: str) -> nn.Module:
     if name not in TRANSLATOR_SPACES:
-        raise ValueError(f"translator.space must be one of {TRANSLATOR_SPACES}, not {name!r}")
+        raise ValueError(f"stages.translator.space must be one of {TRANSLATOR_SPACES}, not {name!r}")
     return UnitSpace() if name == "unit" else InputSpace(name)
 
 

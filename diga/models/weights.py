@@ -51,19 +51,21 @@ def resolve_backbone_init(init: str) -> str:
 
 
 def resolve_vgg_weights(path: str | None) -> str:
-    """translator.vgg_weights, or (null) torchvision's cached VGG19 ImageNet weights."""
+    """stages.translator.vgg_weights, or (null) torchvision's cached VGG19 ImageNet weights."""
     if path is None:
         cached = cached_torchvision_weights("vgg19")
         if cached is None:
             raise FileNotFoundError(
-                f"translator.perceptual_weight > 0 needs VGG19 ImageNet weights: set translator.vgg_weights to "
-                f"vgg19-dcbb9e9d.pth (https://download.pytorch.org/models/vgg19-dcbb9e9d.pth) or put it in "
-                f"{torchvision_cache()}; or set translator.perceptual_weight: 0")
+                f"stages.translator.perceptual_weight > 0 needs VGG19 ImageNet weights: set "
+                f"stages.translator.vgg_weights to vgg19-dcbb9e9d.pth "
+                f"(https://download.pytorch.org/models/vgg19-dcbb9e9d.pth) or put it in "
+                f"{torchvision_cache()}; or set stages.translator.perceptual_weight: 0")
         return str(cached)
     if not Path(path).is_file():
         raise FileNotFoundError(
-            f"translator.vgg_weights {path} does not exist: download torchvision's vgg19 ImageNet weights "
-            "(https://download.pytorch.org/models/vgg19-dcbb9e9d.pth) there, or set translator.perceptual_weight: 0")
+            f"stages.translator.vgg_weights {path} does not exist: download torchvision's vgg19 ImageNet weights "
+            "(https://download.pytorch.org/models/vgg19-dcbb9e9d.pth) there, or set "
+            "stages.translator.perceptual_weight: 0")
     return path
 
 
@@ -75,7 +77,7 @@ def describe_initial_weights(settings: dict) -> dict:
     if settings["model"]["init"] != "random":
         path = resolve_backbone_init(settings["model"]["init"])
         record["model_init"] = {"path": str(Path(path).resolve()), "sha256": sha256_file(path)}
-    if settings["translator"]["perceptual_weight"] > 0:
-        path = resolve_vgg_weights(settings["translator"]["vgg_weights"])
+    if settings["stages"]["translator"]["perceptual_weight"] > 0:
+        path = resolve_vgg_weights(settings["stages"]["translator"]["vgg_weights"])
         record["vgg_weights"] = {"path": str(Path(path).resolve()), "sha256": sha256_file(path)}
     return record

@@ -16,9 +16,10 @@ from matplotlib.patches import Patch  # noqa: E402
 
 from diga.atomic import atomic_path  # noqa: E402
 from diga.data.labels import IGNORE_INDEX, PALETTE  # noqa: E402
-from diga.report.tables import stage_label, stage_order  # noqa: E402
+from diga.stages import label as stage_label  # noqa: E402
+from diga.stages import order as stage_order  # noqa: E402
+from diga.stages import parse_folder  # noqa: E402
 
-STAGE_COLOURS = {"source_only": "#9e9e9e", "warmup": "#1f77b4", "oracle": "#2ca02c"}
 LOSS_COLUMNS_SKIPPED = {"iteration", "lr", "loss", "kept_fraction", "pl_acc_all", "pl_acc_kept", "dis"}
 
 
@@ -35,14 +36,15 @@ def save_figure(figure: plt.Figure, stem: Path) -> list[Path]:
 
 
 def _colour(stage: str) -> str:
-    if stage.startswith("selftrain"):
-        return plt.get_cmap("Oranges")(0.45 + 0.2 * int(stage.removeprefix("selftrain")))
-    return STAGE_COLOURS.get(stage, "#7f7f7f")
+    record, round_index = parse_folder(stage)
+    if round_index is not None:  # rounds: deepening shades of orange
+        return plt.get_cmap("Oranges")(0.45 + 0.2 * round_index)
+    return record.colour or "#7f7f7f"
 
 
 def training_curves(logs: dict[str, Path], stem: Path, smooth: int = 10) -> list[Path]:
     """One row per stage: loss terms (left), LR and the selection statistics (right)."""
-    stages = sorted(logs, key=lambda s: (s != "translator", stage_order(s)))
+    stages = sorted(logs, key=stage_order)
     figure, axes = plt.subplots(len(stages), 2, figsize=(11, 2.3 * len(stages)), squeeze=False)
     for row, stage in enumerate(stages):
         log = pd.read_csv(logs[stage])
@@ -153,8 +155,10 @@ def predict_val_images(settings: dict, models: dict[str, Path], count: int):
     """The first `count` target-val images, their ground truth, and each model's multi-scale prediction."""
     import torch
 
-    from diga.infer.predict import multiscale_logits
-    from diga.train.common import device_for, load_segmenter, target_val
+    from diga.runtime.checkpoints import load_segmenter
+    from diga.runtime.datasets import target_val
+    from diga.runtime.device import device_for
+    from diga.runtime.predict import multiscale_logits
 
     device = device_for(settings)
     dataset = target_val(settings)

@@ -15,21 +15,10 @@ import pandas as pd
 import yaml
 
 from diga.atomic import write_text
+from diga.stages import label as stage_label
+from diga.stages import order as stage_order
 
-STAGE_LABELS = {"source_only": "source-only", "warmup": "warm-up", "oracle": "oracle (target labels)"}
 CHECKPOINT_LABELS = {"last": "last", "best": "best on val"}
-
-
-def stage_label(stage: str) -> str:
-    if stage.startswith("selftrain"):
-        return f"self-training round {stage.removeprefix('selftrain')}"
-    return STAGE_LABELS.get(stage, stage)
-
-
-def stage_order(stage: str) -> tuple[int, int]:
-    if stage.startswith("selftrain"):
-        return (2, int(stage.removeprefix("selftrain")))
-    return ({"source_only": 0, "warmup": 1, "oracle": 3}.get(stage, 4), 0)
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -218,32 +207,30 @@ def write_main_table(metrics_paths: list[str | Path], out_stem: Path, benchmark:
     return rows + references
 
 
-# Ablation rows: (label, variant, stage). Each variant is a config override of the same rules.
-ABLATION_ROWS = (
-    ("source-only", "main", "source_only"),
-    ("warm-up: SKD only (augmented source as the second view)", "skd_only", "warmup"),
-    ("warm-up: SKD + cross-domain mixture", "main", "warmup"),
-    ("self-training: fixed confidence threshold", "fixed_threshold", "final"),
-    ("full DiGA (threshold-free consensus)", "main", "final"),
-    ("warm-up with the official code's behaviours", "official_code", "warmup"),
-    ("full DiGA with the official code's behaviours", "official_code", "final"),
-)
+# What the main run's rows of the ablation table show; a variant's row says what it changes instead.
+MAIN_ABLATION_ROWS = {"source_only": "source-only", "warmup": "warm-up: SKD + cross-domain mixture",
+                      "final": "full DiGA: threshold-free consensus"}
 
 
-def write_ablation_table(metrics_paths: list[str | Path], out_stem: Path, benchmark: str,
-                         final_stage: str) -> list[Row]:
-    """mIoU of each ablation row that has metrics; rows whose variant was not run are left out."""
+def write_ablation_table(metrics_paths: list[str | Path], out_stem: Path, benchmark: str, final_stage: str,
+                         descriptions: dict[str, str] | None = None) -> list[Row]:
+    """mIoU of the main run's source-only, warm-up and final rows, and of each variant's warm-up and final models
+    that have metrics (a variant reports the stages it changes), with the variant's description
+    (ablations.descriptions) as its label."""
     per_seed = collect(metrics_paths)
+    per_seed = per_seed[per_seed["checkpoint"] == "last"]
+    variants = [v for v in dict.fromkeys(per_seed["variant"]) if v != "main"]
     rows = []
-    for label, variant, stage in ABLATION_ROWS:
-        stage = final_stage if stage == "final" else stage
-        chosen = per_seed[(per_seed["variant"] == variant) & (per_seed["stage"] == stage)
-                          & (per_seed["checkpoint"] == "last")]
-        if chosen.empty:
-            continue
-        std = float(chosen["mIoU"].std(ddof=1)) if len(chosen) > 1 else 0.0
-        rows.append(Row(label, str(len(chosen)), {"mIoU": (float(chosen["mIoU"].mean()), std)},
-                        {"variant": variant, "stage": stage}, key=f"{variant}:{stage}"))
+    for kind, stage in (("source_only", "source_only"), ("warmup", "warmup"), ("final", final_stage)):
+        for variant in ["main", *variants] if kind != "source_only" else ["main"]:
+            chosen = per_seed[(per_seed["variant"] == variant) & (per_seed["stage"] == stage)]
+            if chosen.empty:
+                continue
+            label = MAIN_ABLATION_ROWS[kind] if variant == "main" else \
+                f"{MAIN_ABLATION_ROWS[kind].split(':')[0]}: {(descriptions or {}).get(variant, variant)}"
+            std = float(chosen["mIoU"].std(ddof=1)) if len(chosen) > 1 else 0.0
+            rows.append(Row(label, str(len(chosen)), {"mIoU": (float(chosen["mIoU"].mean()), std)},
+                            {"variant": variant, "stage": stage}, key=f"{variant}:{stage}"))
     title = f"{benchmark}: ablations, target-val mIoU (%), mean ± std over seeds"
     notes = ["Each row is a config variant of the same rules (config `ablations`); 'main' is the full run.",
              provenance_note(per_seed)]

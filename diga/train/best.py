@@ -13,10 +13,10 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from diga.infer.evaluate import confusion_on_val
-from diga.infer.metrics import mean_iou
-from diga.train import distributed
-from diga.train.common import save_segmenter
+from diga.runtime import distributed
+from diga.runtime.checkpoints import save_segmenter
+from diga.runtime.metrics import mean_iou
+from diga.runtime.validation import confusion_on_val
 
 
 class BestOnVal:

@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from diga.atomic import write_text
-from diga.train import distributed
+from diga.runtime import distributed
 from diga.train.resume import Resume
 from diga.train.sgd import ListedSGD
 from diga.train.stop import TrainingInterrupted, stop_on_signals

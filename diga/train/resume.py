@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 from diga.atomic import atomic_path
-from diga.train import distributed
+from diga.runtime import distributed
 
 RESUME_FILE = "resume.pt"
 

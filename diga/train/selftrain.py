@@ -25,22 +25,14 @@ from diga.method.selection import (
     update_centroids_ema,
     usable_centroids,
 )
-from diga.train import distributed
+from diga.runtime import distributed
+from diga.runtime.checkpoints import load_segmenter, load_translator, save_segmenter
+from diga.runtime.datasets import domain_batches
+from diga.runtime.device import device_for
+from diga.runtime.precision import Precision, precision_for
 from diga.train.best import BestOnVal
-from diga.train.common import (
-    device_for,
-    domain_batches,
-    load_segmenter,
-    load_translator,
-    make_teacher,
-    save_segmenter,
-    seed_stage,
-    stage_resume,
-    stage_settings,
-    upsample,
-)
+from diga.train.common import make_teacher, seed_stage, stage_resume, stage_settings, upsample
 from diga.train.loop import StepFn, run_training, segmenter_optimizer
-from diga.train.precision import Precision, precision_for
 
 
 def selection_stats(offline: torch.Tensor, selected: torch.Tensor,

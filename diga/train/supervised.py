@@ -5,20 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 
 from diga.method.losses import segmentation_loss
-from diga.train import distributed
+from diga.runtime import distributed
+from diga.runtime.checkpoints import new_segmenter, save_segmenter
+from diga.runtime.datasets import domain_batches
+from diga.runtime.device import device_for
+from diga.runtime.precision import precision_for
 from diga.train.best import BestOnVal
-from diga.train.common import (
-    device_for,
-    domain_batches,
-    new_segmenter,
-    save_segmenter,
-    seed_stage,
-    stage_resume,
-    stage_settings,
-    upsample,
-)
+from diga.train.common import seed_stage, stage_resume, stage_settings, upsample
 from diga.train.loop import run_training, segmenter_optimizer
-from diga.train.precision import precision_for
 
 
 def train_supervised(settings: dict, seed: int, stage: str, out_dir: Path) -> None:
@@ -57,3 +51,11 @@ def train_supervised(settings: dict, seed: int, stage: str, out_dir: Path) -> No
     if distributed.is_main():  # one process writes the outputs
         save_segmenter(out_dir / "model.pt", stage, settings, model, None, {"seed": seed})
         resume.finish()
+
+
+def train_source_only(settings: dict, seed: int, out_dir: Path) -> None:
+    train_supervised(settings, seed, "source_only", out_dir)
+
+
+def train_oracle(settings: dict, seed: int, out_dir: Path) -> None:
+    train_supervised(settings, seed, "oracle", out_dir)

@@ -19,10 +19,12 @@ from torch import nn
 from diga.atomic import atomic_path, save_torch
 from diga.models.translator import build_discriminator, build_generator
 from diga.provenance import provenance
-from diga.train import distributed
-from diga.train.common import device_for, domain_batches, seed_stage, source_train, stage_resume, stage_settings
+from diga.runtime import distributed
+from diga.runtime.datasets import domain_batches, source_train
+from diga.runtime.device import device_for
+from diga.runtime.precision import Precision, precision_for
+from diga.train.common import seed_stage, stage_resume, stage_settings
 from diga.train.loop import StepFn, accumulate, run_training, split_batch
-from diga.train.precision import Precision, precision_for
 
 # 5x5 Laplacian: marks label boundaries for the semantic-edge loss.
 _LAPLACIAN_5X5 = torch.tensor([[1, 1, 1, 1, 1], [1, 1, 1, 1, 1], [1, 1, -24, 1, 1], [1, 1, 1, 1, 1],
@@ -78,7 +80,7 @@ class VGGPerceptual(torch.nn.Module):
 def build_translator_training(settings: dict, device: torch.device, precision: Precision,
                               pretrained_vgg: bool = True) -> dict:
     """The two generators, two discriminators, the optional perceptual loss and both Adam optimisers."""
-    cfg = settings["translator"]
+    cfg = settings["stages"]["translator"]
     nets = {"s2t": build_generator(cfg), "t2s": build_generator(cfg),
             "dis_target": build_discriminator(cfg),  # real = target images
             "dis_source": build_discriminator(cfg)}  # real = source images
@@ -98,7 +100,7 @@ def build_translator_training(settings: dict, device: torch.device, precision: P
 def translator_step(settings: dict, parts: dict, source: Iterator[dict], target: Iterator[dict],
                     precision: Precision) -> StepFn:
     """One translator iteration: the discriminator update, then the generators' losses (the loop steps them)."""
-    cfg = settings["translator"]
+    cfg = settings["stages"]["translator"]
     s2t, t2s, dis_target, dis_source = parts["s2t"], parts["t2s"], parts["dis_target"], parts["dis_source"]
     perceptual, opt_dis = parts["perceptual"], parts["opt_dis"]
 
@@ -139,7 +141,7 @@ def translator_step(settings: dict, parts: dict, source: Iterator[dict], target:
         src, tgt = next(source), next(target)
         chunks = split_batch({"source": src["image"], "label": src["label"], "target": tgt["image"]}, parts)
         # With one part, the translations the discriminators see keep their graph for the generators' losses.
-        # With several (translator.accumulate), they are made without one here and again, per part, below, so
+        # With several (stages.translator.accumulate), they are made without one here and again, per part, below, so
         # that only one part's activations are ever alive.
         with torch.set_grad_enabled(parts == 1):
             fakes = [(translate(s2t, s2t, c["source"]), translate(t2s, t2s, c["target"])) for c in chunks]
@@ -166,7 +168,7 @@ def train_translator(settings: dict, seed: int, out_dir: Path) -> None:
     settings = stage_settings(settings, "translator")
     device = device_for(settings)
     precision = precision_for(settings, device)
-    cfg = settings["translator"]
+    cfg = settings["stages"]["translator"]
     source = domain_batches(settings, "source", cfg["batch"], generator, device)
     target = domain_batches(settings, "target", cfg["batch"], generator, device, with_labels=False)
     parts = build_translator_training(settings, device, precision)

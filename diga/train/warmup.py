@@ -13,22 +13,14 @@ from diga.method.distill import symmetric_distillation
 from diga.method.ema import ema_decay, update_teacher
 from diga.method.losses import segmentation_loss
 from diga.method.mixing import class_mix_mask, cross_domain_mixture
-from diga.train import distributed
+from diga.runtime import distributed
+from diga.runtime.checkpoints import load_translator, new_segmenter, save_segmenter
+from diga.runtime.datasets import domain_batches
+from diga.runtime.device import device_for
+from diga.runtime.precision import Precision, precision_for
 from diga.train.best import BestOnVal
-from diga.train.common import (
-    device_for,
-    domain_batches,
-    load_translator,
-    make_teacher,
-    new_segmenter,
-    save_segmenter,
-    seed_stage,
-    stage_resume,
-    stage_settings,
-    upsample,
-)
+from diga.train.common import make_teacher, seed_stage, stage_resume, stage_settings, upsample
 from diga.train.loop import StepFn, run_training, segmenter_optimizer
-from diga.train.precision import Precision, precision_for
 
 
 def warmup_step(settings: dict, student: nn.Module, teacher: nn.Module, translator: nn.Module | None,

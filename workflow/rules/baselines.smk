@@ -15,7 +15,7 @@ rule source_only:
         out_dir=f"{RUN}/source_only",
     threads: 2
     resources:
-        gpu=config["stages"]["source_only"]["gpus"],
+        gpu=stage_gpus("source_only"),
     log:
         f"{LOGS}/source_only.log",
     benchmark:
@@ -39,7 +39,7 @@ rule oracle:
         out_dir=f"{RUN}/oracle",
     threads: 2
     resources:
-        gpu=config["stages"]["oracle"]["gpus"],
+        gpu=stage_gpus("oracle"),
     log:
         f"{LOGS}/oracle.log",
     benchmark:

@@ -1,8 +1,13 @@
 # Shared helpers: output paths, stage lists, config variants, and the per-job settings handed to the diga CLI.
+# The workflow reads the package's table of stages and config checks: install the package first (README).
 import copy
 import hashlib
 import json
 import os
+
+from diga.config import check_batches, check_official_switches
+from diga.stages import STAGES, parse_folder
+from diga.stages import gpus as stage_gpus_of
 
 BENCH = config["benchmark"]
 SEEDS = config["seeds"]
@@ -35,15 +40,10 @@ else:
         if config["data"][_domain]["streams"]:
             raise ValueError(f"data.{_domain}.streams needs a prepared real dataset (datasets.source/target); "
                              "ToyCity has no resized copies: remove the streams")
-try:  # the batch compositions against the streams; without the package here, each training job checks them
-    from diga.config import check_batches, check_official_switches
-except ImportError:
-    pass
-else:
-    check_batches(config, "the config")
-    check_official_switches(config, "the config")
+check_batches(config, "the config")  # the batch compositions against the streams
+check_official_switches(config, "the config")
 # Initial weights named by the config are found (and hashed) by check_weights before any training job.
-NEEDS_WEIGHTS = config["model"]["init"] != "random" or config["translator"]["perceptual_weight"] > 0
+NEEDS_WEIGHTS = config["model"]["init"] != "random" or config["stages"]["translator"]["perceptual_weight"] > 0
 WEIGHTS_CHECK = [f"{RESULTS}/initial_weights.json"] if NEEDS_WEIGHTS else []
 # "Best on val" checkpoints (evaluate.val_every > 0): each training stage also writes model_best.pt, evaluated
 # into metrics_best.json beside the last-iteration model; the training jobs then read the evaluate section too.
@@ -67,22 +67,23 @@ for _name in config["ablations"]["run"]:
     if _name not in VARIANTS:
         raise ValueError(f"ablations.run names {_name!r}, which is not in ablations.variants ({', '.join(VARIANTS)})")
 
-# The config sections each rule reads ("data" always). They are all a job gets, so Snakemake's params
-# trigger reruns exactly the jobs whose settings changed, and a variant reuses every stage it does not change.
-# What inference reads of the train section: where and at which precision the networks run, its loader workers.
-INFERENCE = ["train.device", "train.precision", "train.inference_precision", "train.channels_last", "train.compile",
-             "train.loader_workers"]
+# The config sections each job reads: a stage's from its record (diga/stages.py), the other jobs' here. They are all
+# a job gets, so Snakemake's params trigger reruns exactly the jobs whose settings changed, and a variant reuses
+# every stage it does not change.
 RULE_SECTIONS = {
+    **{name: list(stage.sections(config)) for name, stage in STAGES.items()},
     "make_toy": ["toycity"],
-    "translator": ["translator", "train"],
-    "source_only": ["model", "optim", "train", "stages.source_only", *TRAIN_EVAL],
-    "oracle": ["model", "optim", "train", "stages.oracle", *TRAIN_EVAL],
-    "warmup": ["model", "optim", "ema", "augment", "train", "stages.warmup", *TRAIN_EVAL],
-    "pseudolabels": ["evaluate", *INFERENCE],
-    "centroids": ["centroids", *INFERENCE],
-    "selftrain": ["optim", "ema", "augment", "centroids", "train", "stages.selftrain", *TRAIN_EVAL],
-    "evaluate": ["evaluate", *INFERENCE],
+    "check_weights": ["model.init", "stages.translator.perceptual_weight", "stages.translator.vgg_weights"],
+    "table": [],
+    "pseudolabel_table": [],
+    "ablation_table": ["ablations.descriptions"],
+    "figures": ["data", "evaluate", "train.device"],  # the qualitative grid runs inference
 }
+
+
+def stage_gpus(name):
+    """The GPUs a stage's job asks Slurm for (its record says whether stages.<name>.gpus sets them)."""
+    return stage_gpus_of(name, config)
 
 
 def variant_name(variant):
@@ -129,12 +130,12 @@ def centroid_stage(round_index, cfg=config):
 
 def stage_reads(stage):
     """Every config section that a stage's model depends on, upstream stages included."""
-    if stage.startswith("selftrain"):
-        round_index = int(stage.removeprefix("selftrain"))
+    record, round_index = parse_folder(stage)
+    if record.rounds:
         previous = previous_stage(round_index)
-        return ({"data", *RULE_SECTIONS["selftrain"], *RULE_SECTIONS["pseudolabels"], *RULE_SECTIONS["centroids"]}
+        return ({*RULE_SECTIONS[record.name], *RULE_SECTIONS["pseudolabels"], *RULE_SECTIONS["centroids"]}
                 | stage_reads(previous) | stage_reads(centroid_stage(round_index)))
-    reads = {"data", *RULE_SECTIONS[stage]}
+    reads = set(RULE_SECTIONS[stage])
     return reads | stage_reads("translator") if stage == "warmup" else reads
 
 
@@ -153,22 +154,25 @@ def stage_file(stage, filename):
     return for_job
 
 
+def slice_settings(sections, cfg=config, seeds=None):
+    """A job's config slice as JSON for `diga --config`: the benchmark, the seeds and exactly `sections`
+    ("section", "section.key", ...); the job fills defaults only inside them and reads nothing else."""
+    picked = {"benchmark": BENCH, "seeds": seeds if seeds is not None else SEEDS, "sections": sections}
+    for section in sections:
+        *outer, key = section.split(".")
+        source, target = cfg, picked
+        for part in outer:
+            source, target = source[part], target.setdefault(part, {})
+        target[key] = source[key]
+    return json.dumps(picked, sort_keys=True)
+
+
 def settings(rule_name, seed=None, variant=""):
-    """The slice of the (variant's) config one job reads, as JSON for `diga --config`."""
-    cfg = variant_config(variant)
+    """The slice of the (variant's) config one job reads (RULE_SECTIONS), as JSON for `diga --config`."""
     # A job reads the seed it trains with, or (tables, figures) all of them; the dataset generator none, so adding
     # seeds never regenerates ToyCity (and retrains the seeds already done).
     seeds = [int(seed)] if seed is not None else [0] if rule_name == "make_toy" else SEEDS
-    picked = {"benchmark": BENCH, "seeds": seeds, "data": cfg["data"]}
-    if rule_name == "figures":  # the qualitative grid runs inference
-        picked["evaluate"] = cfg["evaluate"]
-    for section in RULE_SECTIONS.get(rule_name, []):
-        if "." in section:  # one key of a section, e.g. stages.warmup
-            outer, key = section.split(".", 1)
-            picked.setdefault(outer, {})[key] = cfg[outer][key]
-        else:
-            picked[section] = cfg[section]
-    return json.dumps(picked, sort_keys=True)
+    return slice_settings(RULE_SECTIONS[rule_name], variant_config(variant), seeds)
 
 
 def job_settings(rule_name):
@@ -196,15 +200,10 @@ def selftrain_inputs(wildcards):
     cfg = variant_config(wildcards.variant)
     return {
         "init": stage_file(previous, CONTINUE_FROM)(wildcards),
-        "pseudolabels": stage_file(previous, "pseudolabels.json")(wildcards),
+        "pseudolabels": stage_file(previous, "pseudolabels")(wildcards),
         "centroids": stage_file(centroid_stage(round_index, cfg), "centroids.pt")(wildcards),
         "translator": stage_file("translator", "translator.pt")(wildcards),
     }
-
-
-def pseudolabel_dir(wildcards, input):
-    """The folder of PNGs beside the pseudo-label summary JSON."""
-    return input.pseudolabels.removesuffix(".json")
 
 
 def metrics_files(variant="", stages=None):
@@ -265,21 +264,24 @@ def pseudolabel_table_inputs(wildcards):
 
 def figure_inputs(wildcards):
     """Metrics of every stage and seed; the first seed's training logs and the models of the qualitative grid."""
+    return {"metrics": metrics_files(), **{kind: list(pairs.values()) for kind, pairs in figure_pairs().items()}}
+
+
+# The stages of the figures: training curves of every trained stage, the qualitative grid of three models.
+CURVE_STAGES = ["translator", *EVALUATED_STAGES]
+GRID_STAGES = ["source_only", "warmup", FINAL_STAGE]
+
+
+def figure_pairs():
+    """The first seed's training logs and grid models, by stage."""
     run = f"{RESULTS}/seed{SEEDS[0]}"
-    stages = ["translator", *[s for s in EVALUATED_STAGES]]
-    return {
-        "metrics": metrics_files(),
-        "logs": [f"{run}/{stage}/train_log.csv" for stage in stages],
-        "models": [f"{run}/{stage}/model.pt" for stage in ("source_only", "warmup", FINAL_STAGE)],
-    }
+    return {"logs": {stage: f"{run}/{stage}/train_log.csv" for stage in CURVE_STAGES},
+            "models": {stage: f"{run}/{stage}/model.pt" for stage in GRID_STAGES}}
 
 
 def stage_pairs(wildcards, input):
-    """STAGE=PATH arguments, the stage being the folder name."""
-    return {
-        "logs": " ".join(f"{os.path.basename(os.path.dirname(p))}={p}" for p in input.logs),
-        "models": " ".join(f"{os.path.basename(os.path.dirname(p))}={p}" for p in input.models),
-    }
+    """STAGE=PATH arguments of the figures job."""
+    return {kind: " ".join(f"{stage}={path}" for stage, path in pairs.items()) for kind, pairs in figure_pairs().items()}
 
 
 def output_stem(wildcards, output):
@@ -291,38 +293,13 @@ def output_folder(wildcards, output):
     return os.path.dirname(output.png[0])
 
 
-def data_settings(dataset, with_classes=False, acquisition=True):
-    """A complete config holding only what a data job reads: data.root, one dataset's acquisition settings (fetch)
-    and data.num_classes (prepare).
-
-    The list fields are placeholders: leaving the training options and the other datasets out means switching
-    benchmark or crop size never re-acquires or re-prepares a dataset.
-    """
-    root = config["data"]["root"]
-    datasets = {"strict_counts": config["datasets"]["strict_counts"]}
-    if acquisition:
-        datasets[dataset] = config["datasets"][dataset]
-    picked = {
-        "benchmark": "data",
-        "seeds": [0],
-        "data": {
-            "root": root,
-            "num_classes": config["data"]["num_classes"] if with_classes else 19,
-            "source": {"root": root, "train_list": "-"},
-            "target": {"root": root, "train_list": "-", "val_list": "-"},
-        },
-        "datasets": datasets,
-    }
-    return json.dumps(picked, sort_keys=True)
-
-
-def fetch_settings(dataset):
+def fetch_settings():
     """The fetch job's settings, as a function of the output: Snakemake leaves such params out of its rerun check,
     so pinning checksums, changing the url or retries, or moving archive_dir to where the same files are reruns
     nothing. What does change the acquired data is compared through archive_identity."""
 
     def for_job(wildcards, output):
-        return data_settings(dataset)
+        return slice_settings(["datasets.strict_counts", f"datasets.{wildcards.dataset}", "data.root"], seeds=[0])
 
     return for_job
 
@@ -365,11 +342,9 @@ def archive_identity(dataset):
 def prepare_settings(wildcards):
     """The data job's settings plus its domain's training list and resize streams (`diga prepare --domain`); not
     the acquisition settings (the receipt, an input, stands for what was acquired)."""
-    picked = json.loads(data_settings(PREPARED[wildcards.prepared], with_classes=True, acquisition=False))
-    domain = config["data"][PREPARED_DOMAIN[wildcards.prepared]]
-    picked["data"][PREPARED_DOMAIN[wildcards.prepared]].update(train_list=domain["train_list"],
-                                                                streams=domain["streams"])
-    return json.dumps(picked, sort_keys=True)
+    domain = PREPARED_DOMAIN[wildcards.prepared]
+    return slice_settings(["data.num_classes", "datasets.strict_counts", f"data.{domain}.train_list",
+                           f"data.{domain}.streams"], seeds=[0])
 
 
 def prepared_domain(wildcards):
@@ -385,10 +360,5 @@ def prepared_dataset(wildcards):
 
 
 def weights_settings():
-    """What check_weights reads (model.init, the translator's perceptual-loss settings), in a complete config."""
-    picked = json.loads(data_settings("cityscapes"))
-    picked.pop("datasets")
-    picked["model"] = config["model"]
-    # Only the translator keys it reads: a per-stream batch would not fit the placeholder data's streams.
-    picked["translator"] = {key: config["translator"][key] for key in ("perceptual_weight", "vgg_weights")}
-    return json.dumps(picked, sort_keys=True)
+    """What check_weights reads: model.init and the translator's perceptual-loss weights."""
+    return slice_settings(RULE_SECTIONS["check_weights"], seeds=[0])

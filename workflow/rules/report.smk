@@ -33,7 +33,7 @@ rule ablation_table:
         csv=f"{RESULTS}/tables/ablations.csv",
         tex=f"{RESULTS}/tables/ablations.tex",
     params:
-        settings=settings("table"),
+        settings=settings("ablation_table"),
         stem=output_stem,
         final=FINAL_STAGE,
     threads: 1
@@ -56,7 +56,7 @@ rule pseudolabel_table:
         csv=f"{RESULTS}/tables/pseudolabels.csv",
         tex=f"{RESULTS}/tables/pseudolabels.tex",
     params:
-        settings=settings("table"),
+        settings=settings("pseudolabel_table"),
         stem=output_stem,
     threads: 1
     log:

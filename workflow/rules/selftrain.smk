@@ -12,7 +12,7 @@ rule pseudolabels:
         settings=job_settings("pseudolabels"),
     threads: 1
     resources:
-        gpu=1,
+        gpu=stage_gpus("pseudolabels"),
     log:
         f"{LOGS}/pseudolabels_{{stage}}.log",
     benchmark:
@@ -33,7 +33,7 @@ rule centroids:
         settings=job_settings("centroids"),
     threads: 1
     resources:
-        gpu=1,
+        gpu=stage_gpus("centroids"),
     log:
         f"{LOGS}/centroids_{{stage}}.log",
     benchmark:
@@ -53,11 +53,10 @@ rule selftrain:
         best=best_output("selftrain{round}"),
     params:
         settings=job_settings("selftrain"),
-        pseudolabel_dir=pseudolabel_dir,
         out_dir=f"{RUN}/selftrain{{round}}",
     threads: 2
     resources:
-        gpu=config["stages"]["selftrain"]["gpus"],
+        gpu=stage_gpus("selftrain"),
     log:
         f"{LOGS}/selftrain{{round}}.log",
     benchmark:
@@ -66,5 +65,5 @@ rule selftrain:
         "../../environment.yml"
     shell:
         "diga --threads {threads} selftrain --config {params.settings:q} --seed {wildcards.seed} --round {wildcards.round}"
-        " --init {input.init} --translator {input.translator} --pseudolabels {params.pseudolabel_dir}"
+        " --init {input.init} --translator {input.translator} --pseudolabels {input.pseudolabels}"
         " --centroids {input.centroids} --out-dir {params.out_dir} > {log} 2>&1"

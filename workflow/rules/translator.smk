@@ -14,7 +14,7 @@ rule translator:
         out_dir=f"{RUN}/translator",
     threads: 2
     resources:
-        gpu=config["translator"]["gpus"],
+        gpu=stage_gpus("translator"),
     log:
         f"{LOGS}/translator.log",
     benchmark:

@@ -16,7 +16,7 @@ rule warmup:
         out_dir=f"{RUN}/warmup",
     threads: 2
     resources:
-        gpu=config["stages"]["warmup"]["gpus"],
+        gpu=stage_gpus("warmup"),
     log:
         f"{LOGS}/warmup.log",
     benchmark:

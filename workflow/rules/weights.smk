@@ -1,6 +1,6 @@
 # Initial weights (the DeepLab init for model.init, VGG19 for the translator's perceptual loss): found and hashed
 # before any training job, so a missing file stops the run with where to get it instead of a random init.
-# Only in the DAG when the config names weights (model.init not random, or translator.perceptual_weight > 0).
+# Only in the DAG when the config names weights (model.init not random, or stages.translator.perceptual_weight > 0).
 
 
 rule check_weights:

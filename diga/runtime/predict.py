@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from diga.train.precision import Precision
+from diga.runtime.precision import Precision
 
 
 @torch.no_grad()

@@ -1,6 +1,6 @@
 """Data-parallel training on the GPUs of one node: one process per GPU, started by torchrun.
 
-`stages.<stage>.gpus` (`translator.gpus`) > 1 makes `diga` re-launch itself under torchrun. Each process draws its
+`stages.<stage>.gpus` > 1 makes `diga` re-launch itself under torchrun. Each process draws its
 own batches (its own data generator; the weights start identical), gradients are averaged over processes after
 every backward pass and the BatchNorm statistics are taken from process 0 after every step, as DDP does.
 So `batch` is per process. Process 0 writes the log, the checkpoints and the outputs, in the same format as a
