@@ -100,6 +100,20 @@ def validate_slice(picked: dict[str, Any], sections: list[str], source: str = "c
     return Slice(picked)
 
 
+def pick(settings: dict[str, Any], sections: list[str], seeds: list[int] | None = None) -> dict[str, Any]:
+    """A job's slice of a validated config: the benchmark, the seeds and exactly `sections` ("section" or
+    "section.key"), with the list of them under "sections" (what `diga --config` recognises a slice by)."""
+    picked = {"benchmark": settings["benchmark"], "seeds": settings["seeds"] if seeds is None else seeds,
+              "sections": list(sections)}
+    for section in sections:
+        *outer, key = section.split(".")
+        source, target = settings, picked
+        for part in outer:
+            source, target = source[part], target.setdefault(part, {})
+        target[key] = copy.deepcopy(source[key])
+    return picked
+
+
 def _paths(value: dict[str, Any], expected: set[str], prefix: str = ""):
     """The section paths a slice holds: a key that is a section, or the parts of one given in parts."""
     for key, inner in value.items():
@@ -108,6 +122,12 @@ def _paths(value: dict[str, Any], expected: set[str], prefix: str = ""):
             yield from _paths(inner, expected, path + ".")
         else:
             yield path
+
+
+def replace(settings: dict[str, Any], **changes: Any) -> dict[str, Any]:
+    """A copy of `settings` (or of one of its sections) with some keys replaced, as strict as the original."""
+    merged = {**settings, **changes}
+    return Slice(merged, settings.path) if isinstance(settings, Slice) else merged
 
 
 def plain(settings: dict[str, Any]) -> dict[str, Any]:

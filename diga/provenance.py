@@ -53,5 +53,5 @@ def provenance(settings: dict[str, Any]) -> dict[str, Any]:
         "config_hash": config_hash(settings),
         "git_commit": git_commit(),
         "versions": package_versions(),
-        "config": settings,
+        "config": json.loads(json.dumps(settings)),  # plain dicts: a checkpoint must not need diga's classes
     }

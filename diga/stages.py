@@ -57,9 +57,11 @@ class Stage:
         return self.name.replace("_", "-")
 
     def sections(self, settings: dict) -> tuple[str, ...]:
-        """What the job reads, with `evaluate` for a training stage when best-on-val checkpoints are on."""
-        best = self.trains and settings["evaluate"]["val_every"] > 0
-        return self.reads + (("evaluate",) if best else ())
+        """What the job reads: its `reads`, and for a training stage the evaluate section it needs."""
+        if not self.trains:
+            return self.reads
+        # Training checks evaluate.val_every; with best-on-val checkpoints on it evaluates as the evaluate job does.
+        return self.reads + (("evaluate",) if settings["evaluate"]["val_every"] > 0 else ("evaluate.val_every",))
 
 
 _OUT_DIR = Arg("out-dir")

@@ -13,6 +13,7 @@ import time
 import torch
 
 from diga.bench.harness import synchronize, total
+from diga.config import replace
 from diga.runtime.datasets import domain_batches
 
 
@@ -24,7 +25,7 @@ def measure_loader(settings: dict, workers: int, batches: int, batch_size: int |
     device = torch.device("cpu") if device is None else device
     # The source domain as training reads it: one BatchStream per resize stream (their prepared copies), each with
     # `workers` processes; with no streams, one BatchStream over the plain list.
-    settings = dict(settings, train=dict(settings["train"], loader_workers=workers))
+    settings = replace(settings, train=replace(settings["train"], loader_workers=workers))
     stream = domain_batches(settings, "source", batch_size, torch.Generator().manual_seed(0), device)
     try:
         for _ in range(max(5, 2 * prefetch * workers)):

@@ -17,6 +17,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from diga.config import replace
+
 MODES = ("fp32", "tf32", "bf16")
 
 
@@ -91,18 +93,19 @@ def precision_for(settings: dict, device: torch.device) -> Precision:
     """Resolve train.precision / channels_last ('auto': bf16 + channels_last on CUDA, fp32 elsewhere)."""
     train = settings["train"]
     cuda = device.type == "cuda"
-    mode = train.get("precision", "auto")
+    mode = train["precision"]
     if mode == "auto":
         mode = "bf16" if cuda else "fp32"
-    channels_last = train.get("channels_last", "auto")
+    channels_last = train["channels_last"]
     if channels_last == "auto":
         channels_last = cuda and mode == "bf16"
-    return Precision(mode, bool(channels_last), bool(train.get("compile", False)), device.type)
+    return Precision(mode, bool(channels_last), bool(train["compile"]), device.type)
 
 
 def inference_precision_for(settings: dict, device: torch.device) -> Precision:
     """The precision of evaluation, pseudo-labels, centroids and best-on-val: `train.inference_precision`, or
     train.precision when it is null (the official code runs inference in fp32)."""
-    mode = settings["train"].get("inference_precision")
-    return precision_for(settings if mode is None else dict(settings, train=dict(settings["train"], precision=mode)),
-                         device)
+    mode = settings["train"]["inference_precision"]
+    if mode is not None:
+        settings = replace(settings, train=replace(settings["train"], precision=mode))
+    return precision_for(settings, device)

@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from diga.config import replace
 from diga.data.loader import loader_workers
 from diga.data.streams import domain_streams
 from diga.runtime import distributed
@@ -42,14 +43,15 @@ def stage_settings(settings: dict, stage: str) -> dict:
     section = settings["stages"][stage]
     override = section.get("augment") or {}
     if override:
-        settings = dict(settings, augment={**settings["augment"], **override})
+        settings = replace(settings, augment=replace(settings["augment"], **override))
     if section.get("scale") is not None:
-        settings = dict(settings, data=dict(settings["data"], scale=list(section["scale"])))
+        settings = replace(settings, data=replace(settings["data"], scale=list(section["scale"])))
     if settings["train"]["loader_workers"] == "auto":
         domains = with_leak(STAGES[stage].domains, section)
         streams = sum(len(domain_streams(settings["data"][domain])) for domain in domains)
         total = loader_workers("auto", device_for(settings))
-        settings = dict(settings, train=dict(settings["train"], loader_workers=total and max(1, total // streams)))
+        workers = total and max(1, total // streams)
+        settings = replace(settings, train=replace(settings["train"], loader_workers=workers))
     return settings
 
 

@@ -182,7 +182,7 @@ def run_training(name: str, step: StepFn, optimizer: torch.optim.Optimizer, iter
 
     With `resume`, training starts from its newest checkpoint (if one matches), saves one every `resume.every`
     iterations, and on SIGTERM/SIGUSR1 saves one after the current iteration and raises TrainingInterrupted.
-    With several processes (diga/train/distributed.py), gradients are averaged before each step, the logged losses
+    With several processes (diga/runtime/distributed.py), gradients are averaged before each step, the logged losses
     are the means over processes, and process 0 writes the log.
     """
     first, rows = 0, []

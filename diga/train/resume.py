@@ -19,7 +19,7 @@ import os
 import random
 import sys
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -97,7 +97,6 @@ class Resume:
     every: int
     objects: dict[str, Any]
     fingerprint: str
-    saved_at: list[int] = field(default_factory=list)  # iterations checkpointed in this process (for tests/logs)
 
     def _split(self) -> tuple[dict[str, Any], dict[str, Any]]:
         """Modules and optimizers are the same in every process; streams, generators, tensors differ per process."""
@@ -118,7 +117,6 @@ class Resume:
                     torch.save(payload, handle)
                     handle.flush()
                     os.fsync(handle.fileno())
-        self.saved_at.append(iteration)
 
     def load(self) -> tuple[int, list[dict[str, float]]] | None:
         """Restore the newest checkpoint into the objects; (iteration, log rows), or None to start afresh."""

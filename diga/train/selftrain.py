@@ -9,6 +9,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from diga.config import replace
 from diga.data.labels import IGNORE_INDEX
 from diga.data.transforms import blend_augment
 from diga.method.distill import symmetric_distillation
@@ -125,7 +126,7 @@ def train_selftrain(settings: dict, seed: int, round_index: int, init_path: Path
     translator = precision.place(load_translator(translator_path, device))
     student = precision.place(load_segmenter(init_path, device).train())
     teacher = make_teacher(student, settings)  # re-initialised to the student at each round, as in the paper
-    optim = dict(settings["optim"], lr=settings["optim"]["lr"] * cfg["lr_scale"])
+    optim = replace(settings["optim"], lr=settings["optim"]["lr"] * cfg["lr_scale"])
     optimizer = segmenter_optimizer(student, optim)
     bank = torch.load(centroids_path, map_location="cpu", weights_only=False)
     initial, centroid_valid = usable_centroids(bank["centroids"], bank["valid"], settings["centroids"]["unseen"])

@@ -24,7 +24,7 @@ from diga.runtime.datasets import domain_batches, source_train
 from diga.runtime.device import device_for
 from diga.runtime.precision import Precision, precision_for
 from diga.train.common import seed_stage, stage_resume, stage_settings
-from diga.train.loop import StepFn, accumulate, run_training, split_batch
+from diga.train.loop import StepFn, accumulate, run_training, set_poly_lr, split_batch
 
 # 5x5 Laplacian: marks label boundaries for the semantic-edge loss.
 _LAPLACIAN_5X5 = torch.tensor([[1, 1, 1, 1, 1], [1, 1, 1, 1, 1], [1, 1, -24, 1, 1], [1, 1, 1, 1, 1],
@@ -136,8 +136,7 @@ def translator_step(settings: dict, parts: dict, source: Iterator[dict], target:
         return terms
 
     def step(iteration: int):
-        for group in opt_dis.param_groups:  # the discriminators follow the same poly schedule
-            group["lr"] = group["initial_lr"] * (1 - iteration / cfg["iterations"]) ** 0.9
+        set_poly_lr(opt_dis, iteration, cfg["iterations"], cfg["poly_power"])  # the generators' schedule, too
         src, tgt = next(source), next(target)
         chunks = split_batch({"source": src["image"], "label": src["label"], "target": tgt["image"]}, parts)
         # With one part, the translations the discriminators see keep their graph for the generators' losses.
@@ -178,8 +177,8 @@ def train_translator(settings: dict, seed: int, out_dir: Path) -> None:
         "generator": generator})
     # keep_iteration (the official 48,000 of 50,000): the saved translator is the one after that many iterations;
     # the iterations after it could not change it, so they are not run.
-    run_training("translator", step, parts["opt_gen"], cfg["iterations"], 0.9, settings["train"]["log_every"],
-                 out_dir / "train_log.csv", resume, stop_at=cfg["keep_iteration"])
+    run_training("translator", step, parts["opt_gen"], cfg["iterations"], cfg["poly_power"],
+                 settings["train"]["log_every"], out_dir / "train_log.csv", resume, stop_at=cfg["keep_iteration"])
     if distributed.is_main():  # one process writes the outputs
         save_torch(out_dir / "translator.pt", {
             "translator_config": cfg, "source_to_target": parts["s2t"].state_dict(),

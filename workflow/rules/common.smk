@@ -5,7 +5,7 @@ import hashlib
 import json
 import os
 
-from diga.config import check_batches, check_official_switches
+from diga.config import check_batches, check_official_switches, pick
 from diga.stages import STAGES, parse_folder
 from diga.stages import gpus as stage_gpus_of
 
@@ -155,16 +155,9 @@ def stage_file(stage, filename):
 
 
 def slice_settings(sections, cfg=config, seeds=None):
-    """A job's config slice as JSON for `diga --config`: the benchmark, the seeds and exactly `sections`
-    ("section", "section.key", ...); the job fills defaults only inside them and reads nothing else."""
-    picked = {"benchmark": BENCH, "seeds": seeds if seeds is not None else SEEDS, "sections": sections}
-    for section in sections:
-        *outer, key = section.split(".")
-        source, target = cfg, picked
-        for part in outer:
-            source, target = source[part], target.setdefault(part, {})
-        target[key] = source[key]
-    return json.dumps(picked, sort_keys=True)
+    """A job's config slice as JSON for `diga --config`: the benchmark, the seeds and exactly `sections`; the job
+    fills defaults only inside them and reads nothing else."""
+    return json.dumps(pick(cfg, sections, seeds), sort_keys=True)
 
 
 def settings(rule_name, seed=None, variant=""):
