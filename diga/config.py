@@ -4,10 +4,19 @@ from __future__ import annotations
 
 import copy
 import json
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
-SCHEMA_PATH = Path(__file__).resolve().parents[1] / "workflow" / "schemas" / "config.schema.yaml"
+# Shipped inside the package (package data), so an installed wheel validates configs as the source tree does;
+# the Snakefile validates against the same file.
+SCHEMA_NAME = "config.schema.yaml"
+SCHEMA_LOCATION = f"diga/schema/{SCHEMA_NAME}"
+
+
+def schema_text() -> str:
+    """The config schema (YAML) as shipped with the package."""
+    return (resources.files("diga") / "schema" / SCHEMA_NAME).read_text(encoding="utf-8")
 
 
 class ConfigError(ValueError):
@@ -33,7 +42,7 @@ def validate(settings: dict[str, Any], source: str = "config") -> dict[str, Any]
     """Return a validated copy of `settings` with defaults filled; raise ConfigError naming each problem."""
     import jsonschema
     import yaml
-    schema = yaml.safe_load(SCHEMA_PATH.read_text())
+    schema = yaml.safe_load(schema_text())
     settings = copy.deepcopy(settings)
     validator = _with_defaults(jsonschema.Draft202012Validator)(schema)
     # Two passes: defaults create nested objects whose own defaults the second pass fills.
@@ -42,8 +51,8 @@ def validate(settings: dict[str, Any], source: str = "config") -> dict[str, Any]
         if errors:
             lines = [f"  - {'/'.join(map(str, e.absolute_path)) or '<top>'}: {e.message}" for e in errors]
             raise ConfigError(
-                f"{source} does not match {SCHEMA_PATH.name}:\n" + "\n".join(lines)
-                + "\nFix these keys (their meaning and allowed values are in workflow/schemas/config.schema.yaml)."
+                f"{source} does not match {SCHEMA_NAME}:\n" + "\n".join(lines)
+                + f"\nFix these keys (their meaning and allowed values are in {SCHEMA_LOCATION})."
             )
     check_batches(settings, source)
     check_official_switches(settings, source)
