@@ -4,10 +4,19 @@ from __future__ import annotations
 
 import copy
 import json
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
-SCHEMA_PATH = Path(__file__).resolve().parents[1] / "workflow" / "schemas" / "config.schema.yaml"
+# Shipped inside the package (package data), so an installed wheel validates configs as the source tree does;
+# the Snakefile validates against the same file.
+SCHEMA_NAME = "config.schema.yaml"
+SCHEMA_LOCATION = f"diga/schema/{SCHEMA_NAME}"
+
+
+def schema_text() -> str:
+    """The config schema (YAML) as shipped with the package."""
+    return (resources.files("diga") / "schema" / SCHEMA_NAME).read_text(encoding="utf-8")
 
 
 class ConfigError(ValueError):
@@ -31,7 +40,7 @@ def _with_defaults(validator_class):
 
 def _schema() -> dict[str, Any]:
     import yaml
-    return yaml.safe_load(SCHEMA_PATH.read_text())
+    return yaml.safe_load(schema_text())
 
 
 def _errors(validator, settings: Any, source: str, prefix: str = "") -> None:
@@ -41,8 +50,8 @@ def _errors(validator, settings: Any, source: str, prefix: str = "") -> None:
         lines = [f"  - {prefix}{'/'.join(map(str, e.absolute_path)) or ('<top>' if not prefix else '')}: {e.message}"
                  for e in errors]
         raise ConfigError(
-            f"{source} does not match {SCHEMA_PATH.name}:\n" + "\n".join(lines)
-            + "\nFix these keys (their meaning and allowed values are in the schema, diga/schema/config.schema.yaml)."
+            f"{source} does not match {SCHEMA_NAME}:\n" + "\n".join(lines)
+            + f"\nFix these keys (their meaning and allowed values are in {SCHEMA_LOCATION})."
         )
 
 
