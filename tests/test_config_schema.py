@@ -29,14 +29,14 @@ def test_keys_with_a_shared_definition_get_their_defaults():
     snakemake_validate(theirs, str(SCHEMA))  # what the Snakefile does
     assert ours == theirs
     stages = ours["stages"]
-    assert [ours["translator"]["gpus"], *(stages[name]["gpus"] for name in stages)] == [1] * 5  # $defs/gpus
+    assert [stages[name]["gpus"] for name in stages] == [1] * 5  # $defs/gpus
     assert ours["data"]["crop"] == [64, 128] and ours["data"]["source"]["streams"] == []  # $defs/size
     assert ours["centroids"]["size"] is None
     assert ours["data"]["scale"] == [0.75, 1.5] and stages["warmup"]["scale"] is None  # $defs/scale_range
     assert ours["augment"]["jitter_p"] == 0.5 and ours["optim"]["ohem_thresh"] == 0.7  # $defs/fraction
     assert stages["selftrain"]["confidence_threshold"] == 0.9 and ours["model"]["dropout"] == 0.1
     assert ours["train"]["precision"] == "auto" and ours["train"]["inference_precision"] is None  # $defs/precision
-    assert ours["translator"]["batch"] == 2 and stages["selftrain"]["batch_target"] == 4  # $defs/batch
+    assert stages["translator"]["batch"] == 2 and stages["selftrain"]["batch_target"] == 4  # $defs/batch
 
 
 def test_shared_definitions_still_check_values():
