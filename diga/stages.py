@@ -64,7 +64,9 @@ class Stage:
         return self.reads + (("evaluate",) if settings["evaluate"]["val_every"] > 0 else ("evaluate.val_every",))
 
 
-_OUT_DIR = Arg("out-dir")
+_OUT_DIR = Arg("out-dir", help="the stage's folder (model.pt, train_log.csv, resume.pt)")
+_TRANSLATOR = Arg("translator", help="translator.pt of the translator stage")
+_CHECKPOINT = Arg("checkpoint", help="the model.pt (or model_best.pt) of the stage it reads")
 _TRAINING = ("data", "model", "optim", "train")
 
 STAGES: dict[str, Stage] = {stage.name: stage for stage in (
@@ -80,28 +82,33 @@ STAGES: dict[str, Stage] = {stage.name: stage for stage in (
           batches={"batch": ("target",)}, stream=4, label="oracle (target labels)", order=3, colour="#2ca02c"),
     Stage("warmup", "diga.train.warmup:train_warmup",
           "warm-up: source CE + symmetric distillation with the cross-domain mixture",
-          reads=(*_TRAINING, "ema", "augment", "stages.warmup"), args=(Arg("translator"), _OUT_DIR), trains=True,
+          reads=(*_TRAINING, "ema", "augment", "stages.warmup"), args=(_TRANSLATOR, _OUT_DIR), trains=True,
           domains=("source",), batches={"batch": ("source",)}, stream=3, label="warm-up", order=1,
           colour="#1f77b4", bench=True),
     Stage("pseudolabels", "diga.infer.pseudolabel:make_pseudolabels",
           "offline pseudo-labels of target train from a stage's model",
           reads=("data", "evaluate", *INFERENCE), seeded=False,
-          args=(Arg("checkpoint"), _OUT_DIR, Arg("summary"))),
+          args=(_CHECKPOINT, Arg("out-dir", help="the folder of pseudo-label PNGs to write"),
+                Arg("summary", help="the summary JSON to write"))),
     Stage("centroids", "diga.infer.centroids:compute_centroids",
           "class feature centroids on target train from a stage's model",
-          reads=("data", "centroids", *INFERENCE), seeded=False, args=(Arg("checkpoint"), Arg("out"))),
+          reads=("data", "centroids", *INFERENCE), seeded=False,
+          args=(_CHECKPOINT, Arg("out", help="centroids.pt to write"))),
     Stage("selftrain", "diga.train.selftrain:train_selftrain",
           "one self-training round with bilateral-consensus selection",
           reads=("data", "optim", "ema", "augment", "centroids", "train", "stages.selftrain"),
-          args=(Arg("round", type=int), Arg("init", help="checkpoint of the previous stage"), Arg("translator"),
-                Arg("pseudolabels", help="the folder of pseudo-label PNGs"), Arg("centroids"), _OUT_DIR),
+          args=(Arg("round", type=int, help="the round, 1 for the first"),
+                Arg("init", help="checkpoint of the previous stage"), _TRANSLATOR,
+                Arg("pseudolabels", help="the folder of pseudo-label PNGs"),
+                Arg("centroids", help="centroids.pt of the stage that made them"), _OUT_DIR),
           trains=True, domains=("source", "target"),
           batches={"batch_source": ("source",), "batch_target": ("target",)}, stream=5, rounds=True,
           label="self-training round {round}", order=2, bench=True),
     Stage("evaluate", "diga.infer.evaluate:evaluate_checkpoint",
           "per-class IoU and mIoU of a stage's model on target val",
           reads=("data", "evaluate", *INFERENCE),
-          args=(Arg("checkpoint"), Arg("stage", type=str), Arg("out"),
+          args=(_CHECKPOINT, Arg("stage", type=str, help="the stage folder the model belongs to (selftrain2)"),
+                Arg("out", help="metrics JSON to write"),
                 Arg("variant", type=str, required=False, default="main",
                     help="config variant the model belongs to ('main' or an ablation)"),
                 Arg("kind", type=str, required=False, default="last", choices=("last", "best"),
