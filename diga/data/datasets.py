@@ -46,7 +46,11 @@ def read_list(root: Path, list_file: str) -> list[tuple[Path, Path | None]]:
 
 
 def load_image(path: Path) -> torch.Tensor:
-    """An RGB image as a float tensor 3xHxW in [0, 1]."""
+    """An RGB image as a float tensor 3xHxW in [0, 1].
+
+    Pillow on purpose: OpenCV decodes the same 8-bit PNGs to the same pixels 8-25 % faster, but neither the
+    training crops nor whole-image reads (`diga bench-data`, 64x128 and 1024x2048 ToyCity) got measurably faster.
+    """
     try:
         with Image.open(path) as image:
             array = np.asarray(image.convert("RGB"), dtype=np.uint8)
