@@ -23,8 +23,6 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from diga.data.png16 import write_png
-
 # A street layout in Cityscapes labelIds: sky, building, a car, road, sidewalk; and its SYNTHIA ids.
 LABEL_IDS = {"sky": 23, "building": 11, "car": 26, "road": 7, "sidewalk": 8, "unlabeled": 0}
 SYNTHIA_IDS = {"sky": 1, "building": 2, "car": 8, "road": 3, "sidewalk": 4, "unlabeled": 0}
@@ -68,6 +66,21 @@ def png_bytes(array: np.ndarray, mode: str | None = None, palette: list[int] | N
     buffer = io.BytesIO()
     image.save(buffer, format="PNG")
     return buffer.getvalue()
+
+
+def png16_bytes(rgb: np.ndarray) -> bytes:
+    """A 16-bit colour PNG of an H x W x 3 array (SYNTHIA's label format, which Pillow cannot write), built from
+    the PNG format itself (unfiltered rows of big-endian samples), independently of the OpenCV reader."""
+    height, width, _ = rgb.shape
+    rows = np.zeros((height, 1 + width * 6), dtype=np.uint8)  # byte 0 of each row: filter type 0 (none)
+    rows[:, 1:] = np.ascontiguousarray(rgb, dtype=">u2").view(np.uint8).reshape(height, -1)
+
+    def chunk(kind: bytes, payload: bytes) -> bytes:
+        return struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", zlib.crc32(kind + payload))
+
+    header = struct.pack(">IIBBBBB", width, height, 16, 2, 0, 0, 0)  # depth 16, colour type 2 (RGB)
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(rows.tobytes()))
+            + chunk(b"IEND", b""))
 
 
 def gta_palette() -> list[int]:
@@ -134,17 +147,15 @@ def make_synthia(folder: Path, count: int, backslash: bool = False, height: int 
     folder.mkdir(parents=True, exist_ok=True)
     archive = folder / f"SYNTHIA_RAND_CITYSCAPES.{'rar' if rar else 'zip'}"
     sep = "\\" if backslash or rar else "/"
-    scratch = folder / ".scratch.png"
     members = {}
     for number in range(count):
         classes = layout(number, height, width)
         ids = ids_of(classes, SYNTHIA_IDS).astype(np.uint16)
         instance = np.random.default_rng(number).integers(0, 60000, size=ids.shape).astype(np.uint16)
-        write_png(scratch, np.dstack([ids, instance, instance // 2]))
         name = f"{number:07d}.png"
-        members[sep.join(["RAND_CITYSCAPES", "GT", "LABELS", name])] = scratch.read_bytes()
+        members[sep.join(["RAND_CITYSCAPES", "GT", "LABELS", name])] = png16_bytes(np.dstack([ids, instance,
+                                                                                         instance // 2]))
         members[sep.join(["RAND_CITYSCAPES", "RGB", name])] = png_bytes(render(classes, number, False))
-    scratch.unlink()
     if rar:
         write_rar4_stored(archive, members)
     else:

@@ -4,13 +4,21 @@ from __future__ import annotations
 
 import json
 import tarfile
-import tempfile
 import zipfile
 
 import numpy as np
 import pytest
 import torch
-from fakedata import corrupt_one_byte, gta_palette, make_cityscapes, make_gta5, make_synthia, png_bytes, serve
+from fakedata import (
+    corrupt_one_byte,
+    gta_palette,
+    make_cityscapes,
+    make_gta5,
+    make_synthia,
+    png16_bytes,
+    png_bytes,
+    serve,
+)
 from PIL import Image
 
 from diga.data.archives import (
@@ -26,8 +34,7 @@ from diga.data.archives import (
 from diga.data.datasets import SegmentationList
 from diga.data.ingest import AcquisitionError, acquire
 from diga.data.labels import CITYSCAPES_LABEL_IDS, IGNORE_INDEX, SYNTHIA_IDS, class_names, lookup_table
-from diga.data.png16 import decode_png, read_png_channel, write_png
-from diga.data.prepare import gta5_paper_ids, prepare
+from diga.data.prepare import gta5_paper_ids, prepare, read_first_channel
 from diga.data.transforms import random_scale_crop_flip
 from diga.infer.evaluate import metrics_from_confusion
 from diga.method.losses import cross_entropy, ohem_cross_entropy
@@ -119,7 +126,7 @@ def test_rar_goes_through_a_debian_extractor(tmp_path, monkeypatch):
     label = dest / "RAND_CITYSCAPES" / "GT" / "LABELS" / "0000001.png"
     assert label.is_file() and (dest / "RAND_CITYSCAPES" / "RGB" / "0000001.png").is_file()
     assert not [p for p in dest.rglob("*") if "\\" in p.name]
-    assert read_png_channel(str(label), 0).max() > 0  # the 16-bit label survived byte for byte
+    assert read_first_channel(str(label)).max() > 0  # the 16-bit label survived byte for byte
     # A truncated download: the extractor's error names the archive and nothing is left half-written. (bsdtar
     # does not check the CRC of stored RAR members; a flipped byte is caught by the archive's sha256 instead.)
     archive.write_bytes(archive.read_bytes()[: archive.stat().st_size // 2])
@@ -140,24 +147,26 @@ def test_lookup_tables_map_known_ids():
     assert class_names(16)[12] == "car" and len(class_names(16)) == 16
 
 
-@pytest.mark.parametrize("filter_type", [0, 1, 2, 3, 4])
-def test_png16_round_trip_and_first_channel(filter_type):
-    from diga.data.png16 import _pillow_16bit
-
-    rng = np.random.default_rng(filter_type)
-    array = rng.integers(0, 65535, size=(5, 7, 3)).astype(np.uint16)
+def test_16bit_labels_read_at_full_depth_from_the_first_channel(tmp_path):
+    rng = np.random.default_rng(0)
+    array = rng.integers(0, 65536, size=(5, 7, 3)).astype(np.uint16)
     array[:2] = rng.integers(0, 300, size=(2, 7, 3))  # SYNTHIA-like small ids, some above one byte
-    with tempfile.TemporaryDirectory() as folder:
-        write_png(f"{folder}/a.png", array, filter_type)
-        assert (decode_png(f"{folder}/a.png") == array).all()
-        assert (_pillow_16bit(f"{folder}/a.png") == array).all()
-        assert (read_png_channel(f"{folder}/a.png", 0) == array[:, :, 0]).all()
-        Image.fromarray(array[:, :, 0].astype(np.uint8)).save(f"{folder}/gray8.png")
-        assert _pillow_16bit(f"{folder}/gray8.png") is None  # only 16-bit colour PNGs take that path
-        smooth = np.add.outer(np.arange(9), np.arange(11)).astype(np.uint8) * 9
-        Image.fromarray(np.dstack([smooth, smooth, 255 - smooth])).save(
-            f"{folder}/b.png")  # Pillow chooses the row filters (Sub/Up/Average/Paeth)
-        assert (decode_png(f"{folder}/b.png")[:, :, 2] == 255 - smooth).all()
+    array[0, :3, 0] = [255, 256, 65535]
+    path = tmp_path / "label.png"
+    path.write_bytes(png16_bytes(array))
+    assert (np.asarray(Image.open(path)) == array >> 8).all()  # the file is right: Pillow sees the high bytes
+    first = read_first_channel(str(path))
+    assert first.dtype == np.uint16 and first.tolist() == array[:, :, 0].tolist()
+    assert first[0, :3].tolist() == [255, 256, 65535]
+    # 8-bit images too: red of an RGB PNG, and a single-channel PNG as is.
+    Image.fromarray(array[:, :, ::-1].astype(np.uint8)).save(tmp_path / "rgb8.png")
+    assert read_first_channel(str(tmp_path / "rgb8.png")).tolist() == array[:, :, 2].astype(np.uint8).tolist()
+    Image.fromarray(array[:, :, 1].astype(np.uint8)).save(tmp_path / "gray8.png")
+    assert read_first_channel(str(tmp_path / "gray8.png")).tolist() == array[:, :, 1].astype(np.uint8).tolist()
+    truncated = tmp_path / "truncated.png"
+    truncated.write_bytes(path.read_bytes()[:60])
+    with pytest.raises(ValueError, match=r"truncated\.png: OpenCV cannot decode.*extract it from its archive again"):
+        read_first_channel(str(truncated))
 
 
 def _tree(tmp_path, name, archives):
@@ -183,7 +192,7 @@ def test_hand_made_labels_convert_to_known_train_ids(tmp_path):
     (syn / "GT" / "LABELS").mkdir(parents=True)
     Image.fromarray(np.zeros((2, 3, 3), np.uint8)).save(syn / "RGB" / "0000000.png")
     raw = np.array([[3, 1, 8], [21, 0, 11]], dtype=np.uint16)
-    write_png(syn / "GT" / "LABELS" / "0000000.png", np.dstack([raw, raw + 60000, raw + 300]))
+    (syn / "GT" / "LABELS" / "0000000.png").write_bytes(png16_bytes(np.dstack([raw, raw + 60000, raw + 300])))
     prepare("synthia", syn, tmp_path / "synthia", 16)
     out = np.asarray(Image.open(tmp_path / "synthia" / "labels" / "0000000.png"))
     assert out.tolist() == [[0, 9, 12], [3, 255, 15]]

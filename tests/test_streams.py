@@ -7,6 +7,7 @@ one colour and one class each (labelIds 7, 8, 11, 26 = trainIds road 0, sidewalk
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -174,6 +175,43 @@ def test_target_pseudo_labels_follow_the_stream_size(prepared, tmp_path):
     item = target_train(settings, pseudo_dir=str(tmp_path), size=(4, 8))[0]
     assert item["image"].shape == (3, 4, 8)
     assert item["pseudo"].tolist() == blocks(np.array(BLOCK_TRAIN_IDS), 4, 8).tolist()
+
+
+def test_target_ground_truth_never_chooses_a_training_crop(prepared, tmp_path):
+    """Target-train labels (data.target.train_has_labels) are for measurement only (self-training's logged
+    pseudo-label accuracy): with the crop filter on, self-training's target stream draws the same crops and
+    pseudo-labels whether those labels are true, garbage or absent; the truth only follows the crop's geometry."""
+    root, _ = prepared
+    garbage = tmp_path / "garbage"
+    shutil.copytree(root, garbage)
+    for path in (garbage / "labels").glob("*.png"):  # one class everywhere: a filter reading it always redraws
+        Image.fromarray(np.zeros((8, 16), dtype=np.uint8)).save(path)
+    pseudo = tmp_path / "pseudo"
+    pseudo.mkdir()
+    for number in (1, 2, 3):  # pseudo-labels equal to the truth, so both must come out cropped alike
+        Image.fromarray(blocks(np.array(BLOCK_TRAIN_IDS, dtype=np.uint8), 8, 16)).save(pseudo / f"{number:05d}.png")
+
+    def draws(target_root: Path, has_labels: bool, **options) -> list[dict]:
+        settings = stream_settings(root, [], 2, scale=(0.75, 1.5))
+        settings["data"].update(crop=[4, 8], crop_filter_tries=5)
+        settings["data"]["target"].update(root=str(target_root), train_list="lists/train_full.txt",
+                                          train_has_labels=has_labels)
+        stream = domain_batches(settings, "target", 2, torch.Generator().manual_seed(0), torch.device("cpu"),
+                                **options)
+        return [next(stream) for _ in range(8)]
+
+    true, junk, absent = (draws(path, has, pseudo_dir=str(pseudo))  # as train_selftrain asks for them
+                          for path, has in ((root, True), (garbage, True), (root, False)))
+    for a, b, c in zip(true, junk, absent, strict=True):
+        for key in ("image", "pseudo", "label"):
+            assert torch.equal(a[key], b[key]) and torch.equal(a[key], c[key]), key
+        assert (a["label"] == 255).all()  # a target image carries no training label
+        assert torch.equal(a["truth"], a["pseudo"]) and set(b["truth"].unique().tolist()) <= {0, 255}
+        assert "truth" not in c
+    # The filter is on here: the oracle, which trains on target labels, has its crops chosen by them.
+    oracle = draws(root, True, with_labels=True)
+    assert "truth" not in oracle[0]
+    assert any(not torch.equal(a["image"], o["image"]) for a, o in zip(absent, oracle, strict=True))
 
 
 # ------------------------------------------------------------------------------------------------ the config

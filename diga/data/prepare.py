@@ -28,12 +28,12 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+import cv2
 import numpy as np
 from PIL import Image
 
 from diga.atomic import atomic_dir
 from diga.data.labels import CITYSCAPES_LABEL_IDS, SYNTHIA_IDS, lookup_table
-from diga.data.png16 import read_png_channel
 from diga.data.streams import Size, size_name, stream_list
 
 MANIFEST_VERSION = 2  # 2: resize streams
@@ -80,9 +80,21 @@ class Pair:
     label_rel: str       # the converted label, relative to the prepared root
 
 
+def read_first_channel(path: str) -> np.ndarray:
+    """The first (red) channel of an image at its full bit depth, as H x W: SYNTHIA's labels are 16-bit colour
+    PNGs with the class id there, of which Pillow would keep only the high byte."""
+    array = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    if array is None:
+        raise ValueError(f"{path}: OpenCV cannot decode this image (truncated or corrupted?); extract it from its "
+                         "archive again, or download the archive again if its checksum fails")
+    if array.ndim == 2:
+        return array
+    return array[:, :, 2 if array.shape[2] >= 3 else 0]  # OpenCV orders colour channels BGR(A)
+
+
 def _read_raw_label(dataset: str, path: str) -> np.ndarray:
     if dataset == "synthia":
-        return read_png_channel(path, 0)
+        return read_first_channel(path)
     with Image.open(path) as image:
         if dataset == "gta5" and image.mode not in ("P", "L"):
             raise ValueError(f"label mode {image.mode}, expected a palette PNG of labelIds")

@@ -9,6 +9,11 @@ import torch.nn.functional as F
 
 from diga.data.labels import IGNORE_INDEX
 
+# The per-pixel maps of an item, cropped with its image: 'label' is the label a stage trains on (source labels,
+# or target labels for the oracle), 'pseudo' the offline target pseudo-labels, 'truth' target-train ground truth
+# carried for measurement only (never read by any choice made here, see filtered_crop).
+LABEL_KEYS = ("label", "pseudo", "truth")
+
 
 def _resize(image: torch.Tensor, labels: dict[str, torch.Tensor], size: tuple[int, int]):
     """Bilinear image, nearest labels."""
@@ -23,13 +28,13 @@ def random_scale_crop_flip(item: dict, crop: tuple[int, int], scale: tuple[float
                            resize_small: bool = False) -> dict:
     """Rescale by U(scale), fit to the crop if smaller, random crop, random horizontal flip.
 
-    Every label-like entry ('label', 'pseudo') gets the same geometry as the image. `independent`: height and
+    Every per-pixel map (LABEL_KEYS) gets the same geometry as the image. `independent`: height and
     width get their own factors (the official RandomSized_and_Crop, which changes the aspect ratio);
     `resize_small`: an image smaller than the crop is resized to it (the official RandomCrop) instead of padded
     with ignore pixels.
     """
     image = item["image"]
-    labels = {k: item[k] for k in ("label", "pseudo") if k in item}
+    labels = {k: item[k] for k in LABEL_KEYS if k in item}
     height, width = image.shape[1:]
     factor_h = scale[0] + (scale[1] - scale[0]) * torch.rand((), generator=generator).item()
     factor_w = scale[0] + (scale[1] - scale[0]) * torch.rand((), generator=generator).item() if independent \
@@ -67,7 +72,9 @@ def filtered_crop(item: dict, crop: tuple[int, int], scale: tuple[float, float],
                   tries: int, **geometry: bool) -> dict:
     """`random_scale_crop_flip`, redrawn up to `tries` times until `crop_has_enough_classes` (the last draw is kept).
 
-    Off (one draw) for tries <= 1 and for items without labels (target images), so those crops are unchanged.
+    Only the training label, item['label'], decides; 'pseudo' and 'truth' are never read, so target-train ground
+    truth cannot choose a crop. Off (one draw) for tries <= 1 and for items without a training label (target
+    images outside the oracle: their 'label' is all ignore), so those crops are unchanged.
     `geometry`: random_scale_crop_flip's `independent` and `resize_small`.
     """
     if tries <= 1 or "label" not in item or bool((item["label"] == IGNORE_INDEX).all()):

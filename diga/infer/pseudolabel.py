@@ -10,7 +10,7 @@ import torch
 from PIL import Image
 
 from diga.atomic import atomic_dir, write_json
-from diga.data.labels import IGNORE_INDEX, class_names, palette_bytes
+from diga.data.labels import class_names, palette_bytes
 from diga.data.loader import in_order
 from diga.provenance import provenance
 from diga.runtime.checkpoints import load_segmenter
@@ -46,8 +46,8 @@ def make_pseudolabels(settings: dict, checkpoint: Path, out_dir: Path, summary_p
             label = logits.argmax(1)[0].cpu()
             save_label_png(label.numpy(), tmp / f"{dataset.name(index)}.png", num_classes)
             counts += np.bincount(label.flatten().numpy(), minlength=num_classes)[:num_classes]
-            if (item["label"] != IGNORE_INDEX).any():
-                confusion += confusion_matrix(label, item["label"], num_classes)
+            if "truth" in item:  # target-train labels, for the summary's accuracy only
+                confusion += confusion_matrix(label, item["truth"], num_classes)
             if (index + 1) % 100 == 0:
                 print(f"[pseudolabels] {index + 1}/{len(dataset)} images", file=sys.stderr, flush=True)
     share = (counts / max(1, counts.sum())).round(5).tolist()

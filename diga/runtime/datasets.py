@@ -21,12 +21,15 @@ def source_train(settings: dict, size: Size | None = None) -> SegmentationList:
 
 def target_train(settings: dict, with_labels: bool | None = None, pseudo_dir: str | None = None,
                  size: Size | None = None) -> SegmentationList:
-    """Target train (at a stream's `size` if given; full-size pseudo-labels are then resized to it, nearest)."""
+    """Target train (at a stream's `size` if given; full-size pseudo-labels are then resized to it, nearest).
+
+    `with_labels` None: the labels, where data.target.train_has_labels, as 'truth', for measurement only;
+    True: as the training 'label' (the oracle alone); False: none."""
     data = settings["data"]
     labels = data["target"]["train_has_labels"] if with_labels is None else with_labels
     return SegmentationList(data["target"]["root"], stream_list(data["target"]["train_list"], size),
                             data["num_classes"], with_labels=labels, extra_label_dir=pseudo_dir,
-                            resize_extra_labels=size is not None)
+                            resize_extra_labels=size is not None, truth_only=with_labels is None)
 
 
 def target_val(settings: dict) -> SegmentationList:

@@ -107,7 +107,7 @@ def selftrain_step(settings: dict, student: nn.Module, teacher: nn.Module, trans
         distill = symmetric_distillation(s_clean, s_mixed, t_clean, t_mixed, cfg["reverse_scale"])
         terms = {"ce": seg_loss(s_clean, labels), "ce_mix": seg_loss(mixed_logits, mixed_labels),
                  "skd": cfg["distill_weight"] * distill}
-        truth = tgt["label"] if has_truth else None
+        truth = tgt["truth"] if has_truth else None
         return terms, {**selection_stats(offline, selected, truth), **stats}
 
     return step
@@ -121,7 +121,8 @@ def train_selftrain(settings: dict, seed: int, round_index: int, init_path: Path
     precision = precision_for(settings, device)
     cfg = settings["stages"]["selftrain"]
     source = domain_batches(settings, "source", cfg["batch_source"], generator, device)
-    # Target-train labels, where they exist, are loaded for the logged accuracy only; no loss sees them.
+    # Target-train labels, where they exist, come as 'truth', for the logged accuracy only: no loss and no crop
+    # choice sees them.
     target = domain_batches(settings, "target", cfg["batch_target"], generator, device, pseudo_dir=str(pseudo_dir))
     translator = precision.place(load_translator(translator_path, device))
     student = precision.place(load_segmenter(init_path, device).train())
