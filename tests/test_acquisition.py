@@ -304,13 +304,14 @@ def test_rules_show_the_error_then_accept_the_good_copy_and_a_pin_reruns_nothing
     check = run_snakemake("-n", "--until", "prepare", *config, "pins.yaml", "pins2.yaml", "moved.yaml", cwd=tmp_path)
     assert job_counts(check.stdout) == {}, check.stdout  # no job to run
     # And a forced fetch without the deleted archives uses the extracted tree instead of failing.
-    forced = run_snakemake("--cores", "1", "--forcerun", "fetch_gta5", "--until", "fetch_gta5", *config, "pins.yaml",
+    receipt = "resources/raw/gta5.json"  # one dataset's fetch job, by its output
+    forced = run_snakemake("--cores", "1", "--forcerun", receipt, "--until", receipt, *config, "pins.yaml",
                            cwd=tmp_path)
     assert "using resources/raw/gta5, extracted from them before" in forced.stdout + forced.stderr
     # A deleted extracted tree is noticed: its fetch (and prepare) run again.
     shutil.rmtree(tmp_path / "resources" / "raw" / "cityscapes")
     check = run_snakemake("-n", "--until", "prepare", *config, "pins.yaml", "pins2.yaml", "moved.yaml", cwd=tmp_path)
-    assert job_counts(check.stdout) == {"fetch_cityscapes": 1, "prepare": 1}
+    assert job_counts(check.stdout) == {"fetch": 1, "prepare": 1}
 
 
 def test_a_replaced_archive_reruns_the_fetch_which_stops_until_the_new_checksum_is_pinned(tmp_path):
@@ -321,7 +322,7 @@ def test_a_replaced_archive_reruns_the_fetch_which_stops_until_the_new_checksum_
     for archive in (tmp_path / "v2").iterdir():
         shutil.copy(archive, tmp_path / "archives" / "cityscapes" / archive.name)
     dry = run_snakemake("-n", "--until", "prepare", *config, cwd=tmp_path)
-    assert job_counts(dry.stdout) == {"fetch_cityscapes": 1, "prepare": 1}
+    assert job_counts(dry.stdout) == {"fetch": 1, "prepare": 1}
     failed = run_snakemake("--cores", "1", "--until", "prepare", *config, cwd=tmp_path, check=False)
     console = failed.stdout + failed.stderr
     assert failed.returncode != 0

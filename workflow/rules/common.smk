@@ -18,7 +18,7 @@ RUN = f"{RESULTS}/{{variant}}seed{{seed}}"
 LOGS = f"{RESULTS}/logs/{{variant}}seed{{seed}}"
 BENCHMARKS = f"{RESULTS}/benchmarks/{{variant}}seed{{seed}}"
 DATA_ROOT = os.path.normpath(config["data"]["root"])
-# Real datasets (datasets.source/target set): fetch_<dataset> + prepare build data.{source,target}.root under
+# Real datasets (datasets.source/target set): fetch + prepare build data.{source,target}.root under
 # data.root; otherwise (ToyCity) make_toy generates data.root.
 REAL_DATA = config["datasets"]["source"] is not None or config["datasets"]["target"] is not None
 PREPARED = {}  # prepared folder name -> dataset name
@@ -298,7 +298,7 @@ def fetch_settings():
 
 
 def archive_identity(dataset):
-    """A token for the state of a dataset's archives (or extracted folder); a param of fetch_<dataset>, so a new
+    """A token for the state of a dataset's archives (or extracted folder); a param of its fetch job, so a new
     token reruns it.
 
     An archive is identified by its name, size and modification time (whole seconds), not by its sha256, which would
