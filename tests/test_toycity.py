@@ -136,7 +136,9 @@ def _read_list(path):
 def test_write_toycity_layout_and_manifest(tmp_path, capsys):
     root = tmp_path / "toy"
     manifest = write_toycity(TINY, root, progress=True)
-    assert "toycity: 13/13 images" in capsys.readouterr().err          # plain progress when not a tty
+    lines = capsys.readouterr().err.splitlines()                       # not a tty: whole ASCII lines
+    assert lines[0].startswith("toycity:   0%|") and lines[-1].startswith("toycity: 100%|##########| 13/13 [")
+    assert len(lines) <= 3 and "\r" not in "".join(lines)
     expected = {("source", "train"): 6, ("target", "train"): 4, ("target", "val"): 3}
     for (domain, split), count in expected.items():
         lines = _read_list(root / domain / "lists" / f"{split}.txt")
@@ -196,7 +198,7 @@ def test_write_toycity_failure_leaves_old_copy_and_no_temp(tmp_path, monkeypatch
     write_toycity(TINY, root, progress=False)
     before = _snapshot(root)
     calls = {"n": 0}
-    real = toycity.generate_sample
+    real = toycity.writer.generate_sample
 
     def failing(*args, **kwargs):
         calls["n"] += 1
@@ -204,7 +206,7 @@ def test_write_toycity_failure_leaves_old_copy_and_no_temp(tmp_path, monkeypatch
             raise RuntimeError("boom")
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(toycity, "generate_sample", failing)
+    monkeypatch.setattr(toycity.writer, "generate_sample", failing)
     with pytest.raises(RuntimeError, match="boom"):
         write_toycity(ToyCitySpec(seed=9, height=32, width=64, n_source=6, n_target_train=4, n_target_val=3),
                       root, progress=False)

@@ -22,6 +22,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from diga.atomic import atomic_dir
+from diga.progress import progress_bar
 
 CHUNK = 1 << 20
 
@@ -63,25 +64,6 @@ def verify_sha256(path: str | Path, expected: str | None) -> str:
 # ----------------------------------------------------------------------------------------------
 
 
-class _Progress:
-    def __init__(self, name: str, total: int | None, done: int, enabled: bool):
-        self.name, self.total, self.done, self.enabled = name, total, done, enabled
-        self.last = time.monotonic()
-
-    def add(self, count: int) -> None:
-        self.done += count
-        now = time.monotonic()
-        if self.enabled and now - self.last > 5:
-            self.last = now
-            self.report()
-
-    def report(self) -> None:
-        if not self.enabled:
-            return
-        size = f"{self.done / 1e6:.1f}" + (f"/{self.total / 1e6:.1f}" if self.total else "")
-        print(f"[download] {self.name}: {size} MB", file=sys.stderr, flush=True)
-
-
 def download(url: str, dest: str | Path, retries: int = 5, timeout: float = 60.0, backoff: float = 2.0,
              progress: bool = True) -> Path:
     """Download `url` to `dest` through `dest.part`, resuming a partial file with an HTTP Range request.
@@ -107,12 +89,11 @@ def download(url: str, dest: str | Path, retries: int = 5, timeout: float = 60.0
                     start = 0
                 length = response.headers.get("Content-Length")
                 total = start + int(length) if length is not None else None
-                bar = _Progress(dest.name, total, start, progress)
-                with open(part, "ab" if start else "wb") as handle:
+                with (progress_bar(total, f"[download] {dest.name}", "B", progress, initial=start, unit_scale=True)
+                      as bar, open(part, "ab" if start else "wb") as handle):
                     for block in iter(lambda: response.read(CHUNK), b""):
                         handle.write(block)
-                        bar.add(len(block))
-                bar.report()
+                        bar.update(len(block))
             size = part.stat().st_size
             if total is not None and size != total:
                 raise http.client.IncompleteRead(b"", total - size)

@@ -1,0 +1,46 @@
+"""What to generate: `ToyCitySpec`, the `toycity:` section of the config."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class ToyCitySpec:
+    """What to generate. Validated on construction (ValueError naming the field and the fix)."""
+
+    seed: int = 0            # data seed
+    height: int = 64
+    width: int = 128
+    n_source: int = 300      # source train images
+    n_target_train: int = 200
+    n_target_val: int = 100
+    shift: float = 1.0       # 0 = target looks like source, 1 = full shift
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        def integer(name: str, minimum: int, why: str) -> None:
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise ValueError(f"ToyCitySpec.{name} must be an integer, got {value!r}; {why}")
+            if value < minimum:
+                raise ValueError(f"ToyCitySpec.{name}={value} is too small; set {name} >= {minimum} ({why})")
+
+        integer("seed", 0, "the data seed must be a non-negative integer")
+        integer("height", 32, "smaller canvases cannot hold the scene's thin objects")
+        integer("width", 64, "smaller canvases cannot hold the scene's thin objects")
+        integer("n_source", 1, "each split needs at least one image")
+        integer("n_target_train", 1, "each split needs at least one image")
+        integer("n_target_val", 1, "each split needs at least one image")
+        shift = self.shift
+        if isinstance(shift, bool) or not isinstance(shift, (int, float)):
+            raise ValueError(f"ToyCitySpec.shift must be a number in [0, 1], got {shift!r}")
+        if not (0.0 <= float(shift) <= 1.0):
+            raise ValueError(f"ToyCitySpec.shift={shift} is outside [0, 1]; set shift between 0 (no domain "
+                             "shift) and 1 (full shift)")
+
+    def count(self, domain: str, split: str) -> int:
+        return {("source", "train"): self.n_source, ("target", "train"): self.n_target_train,
+                ("target", "val"): self.n_target_val}[(domain, split)]
