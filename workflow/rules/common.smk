@@ -139,10 +139,16 @@ def stage_reads(stage):
     return reads | stage_reads("translator") if stage == "warmup" else reads
 
 
+def overlap(changed, reads):
+    """Whether changed sections and read sections meet: the same, or one inside the other (train and
+    train.device, evaluate.val_every and evaluate)."""
+    return any(c == r or r.startswith(c + ".") or c.startswith(r + ".") for c in changed for r in reads)
+
+
 def run_of(variant, stage):
     """The run folder prefix holding `stage` for this variant: the main run's where the variant changes nothing
     that the stage depends on."""
-    return variant if changed_sections(variant) & stage_reads(stage) else ""
+    return variant if overlap(changed_sections(variant), stage_reads(stage)) else ""
 
 
 def stage_file(stage, filename):
@@ -238,8 +244,8 @@ def ablation_metrics():
         # A variant reports the warm-up if it changes it, and the final round if it changes what self-training
         # itself reads (or nothing earlier): skd_only -> warm-up, fixed_threshold -> final, official_code -> both.
         changed = changed_sections(f"ablations/{name}/")
-        stages = ["warmup"] if changed & stage_reads("warmup") else []
-        if changed & set(RULE_SECTIONS["selftrain"]) or not stages:
+        stages = ["warmup"] if overlap(changed, stage_reads("warmup")) else []
+        if overlap(changed, RULE_SECTIONS["selftrain"]) or not stages:
             stages.append(FINAL_STAGE)
         files += metrics_files(f"ablations/{name}/", stages)
     return files
