@@ -136,7 +136,7 @@ def test_ablations_reuse_the_stages_they_do_not_change(tiny_run):
     assert official["training_provenance"]["config"]["optim"]["backbone_params"] == "official_walk"
     table = (tiny_run / "results" / "tiny" / "tables" / "ablations.md").read_text()
     for label in ("SKD only", "SKD + cross-domain mixture", "fixed confidence threshold", "full DiGA",
-                  "warm-up with the official code's behaviours", "full DiGA with the official code's behaviours"):
+                  "warm-up: the official code's behaviours", "full DiGA: the official code's behaviours"):
         assert label in table
 
 
