@@ -101,7 +101,8 @@ def validate_slice(picked: dict[str, Any], sections: list[str], source: str = "c
         subschema, value = schema, picked
         for key in path:
             subschema, value = subschema["properties"][key], value[key]
-        validator = _with_defaults(jsonschema.Draft202012Validator)({**subschema, "$defs": schema.get("$defs", {})})
+        standalone = _inline_property_refs({**subschema, "$defs": schema.get("$defs", {})}, schema)
+        validator = _with_defaults(jsonschema.Draft202012Validator)(standalone)
         for _ in range(2):
             _errors(validator, value, source, prefix=".".join(path) + "/")
     check_batches(picked, source)
@@ -121,6 +122,22 @@ def pick(settings: dict[str, Any], sections: list[str], seeds: list[int] | None 
             source, target = source[part], target.setdefault(part, {})
         target[key] = copy.deepcopy(source[key])
     return picked
+
+
+def _inline_property_refs(node: Any, root: dict[str, Any]) -> Any:
+    """`node` with each `$ref` into the root's properties ("#/properties/augment/...") replaced by what it points
+    at, so that a section's schema validates on its own ($defs travel with it)."""
+    if isinstance(node, list):
+        return [_inline_property_refs(item, root) for item in node]
+    if not isinstance(node, dict):
+        return node
+    ref = node.get("$ref", "")
+    if ref.startswith("#/properties/"):
+        target = root
+        for part in ref.removeprefix("#/").split("/"):
+            target = target[part]
+        node = {**_inline_property_refs(target, root), **{k: v for k, v in node.items() if k != "$ref"}}
+    return {key: _inline_property_refs(value, root) for key, value in node.items()}
 
 
 def _paths(value: dict[str, Any], expected: set[str], prefix: str = ""):
@@ -175,13 +192,15 @@ def check_batches(settings: dict[str, Any], source: str = "config") -> None:
                 problems.append(f"  - {key} lists {len(batch)} count(s) but data.{domain}.streams {configured}; "
                                 f"give {n_streams} count(s), one per stream in the order of data.{domain}.streams, "
                                 "or an integer total")
-    translator = settings.get("stages", {}).get("translator", {"accumulate": 1, "batch": 1})
-    parts, batch = translator["accumulate"], translator["batch"]
-    images = sum(batch) if isinstance(batch, list) else batch
-    if images % parts:
-        problems.append(f"  - stages.translator.accumulate is {parts} but stages.translator.batch is {images} image(s) "
-                        "per domain; set stages.translator.accumulate to a divisor of the batch (equal parts give the "
-                        "full batch's loss)")
+    for name, section in settings.get("stages", {}).items():  # gradient accumulation (the translator's)
+        if "accumulate" not in section or "batch" not in section:  # a job's slice may hold neither
+            continue
+        parts, batch = section["accumulate"], section["batch"]
+        images = sum(batch) if isinstance(batch, list) else batch
+        if images % parts:
+            problems.append(f"  - stages.{name}.accumulate is {parts} but stages.{name}.batch is {images} image(s) "
+                            f"per domain; set stages.{name}.accumulate to a divisor of the batch (equal parts give "
+                            "the full batch's loss)")
     if problems:
         raise ConfigError(f"{source}: inconsistent batch compositions:\n" + "\n".join(problems))
 

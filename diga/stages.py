@@ -129,7 +129,8 @@ def batch_keys(settings: dict) -> list[tuple[str, Any, tuple[str, ...]]]:
     """(key, value, domains it draws from) of every per-iteration batch of the training stages."""
     given = settings.get("stages", {})  # a job's slice holds its own stage only
     return [(f"stages.{name}.{key}", given[name][key], with_leak(domains, given[name]))
-            for name in TRAINING_STAGES if name in given for key, domains in STAGES[name].batches.items()]
+            for name in TRAINING_STAGES if name in given for key, domains in STAGES[name].batches.items()
+            if key in given[name]]
 
 
 def gpus(name: str, settings: dict) -> int:

@@ -113,6 +113,6 @@ def test_config_files_merge_in_order_like_snakemake_configfiles(tmp_path):
     assert merged["stages"]["translator"]["batch"] == base["stages"]["translator"]["batch"] == 2
     assert merged["stages"]["translator"]["width"] == 4 and merged["train"]["log_every"] == 2
     bad = tmp_path / "bad.yaml"
-    bad.write_text("translator: {accumulate: 3}\n")
+    bad.write_text("stages: {translator: {accumulate: 3}}\n")
     with pytest.raises(config_module.ConfigError, match=f"{TINY_CONFIG} \\+ {bad}: inconsistent batch"):
         config_module.load(str(TINY_CONFIG), str(bad))

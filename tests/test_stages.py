@@ -18,7 +18,8 @@ from diga.stages import STAGES, batch_keys, label, order, parse_folder
 
 # The package's layers, top to bottom: a module imports only from layers below its own (or its own subpackage).
 LAYERS = {"__main__": 8, "cli": 7, "bench": 6, "report": 6, "train": 5, "infer": 5, "runtime": 4, "method": 3,
-          "models": 3, "config": 2, "data": 1, "atomic": 0, "provenance": 0, "stages": 0, "errors": 0, "diga": -1}
+          "models": 3, "config": 2, "data": 1, "atomic": 0, "provenance": 0, "stages": 0, "errors": 0, "progress": 0,
+          "diga": -1}
 
 
 def _imports() -> dict[str, set[str]]:
@@ -146,4 +147,6 @@ def test_each_stage_is_named_in_its_record_its_step_and_its_rule_only():
                 found.add(relative)
         if name in ("centroids", "evaluate"):  # also config sections: settings["evaluate"], settings["centroids"]
             continue
-        assert found <= allowed | {step_module}, (name, found)
+        # config.py names the translator once more: in the error for a config that still has it at the top level.
+        moved = {"diga/config.py"} if name == "translator" else set()
+        assert found <= allowed | moved | {step_module}, (name, found)

@@ -142,7 +142,7 @@ def stage_reads(stage):
 def overlap(changed, reads):
     """Whether changed sections and read sections meet: the same, or one inside the other (train and
     train.device, evaluate.val_every and evaluate)."""
-    return any(c == r or r.startswith(c + ".") or c.startswith(r + ".") for c in changed for r in reads)
+    return any(c == r or r.startswith(f"{c}.") or c.startswith(f"{r}.") for c in changed for r in reads)
 
 
 def run_of(variant, stage):
