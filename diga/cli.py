@@ -150,7 +150,7 @@ def _size(text: str) -> tuple[int, int]:
 
 
 def _pairs(items: list[str]) -> dict[str, Path]:
-    """['warmup=path', ...] -> {'warmup': Path('path')}."""
+    """['STAGE=path', ...] -> {'STAGE': Path('path')}."""
     pairs = {}
     for item in items:
         key, sep, value = item.partition("=")
