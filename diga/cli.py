@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from diga import config as config_module
+from diga.errors import DigaError, UsageError
 from diga.train.stop import TrainingInterrupted
 
 
@@ -188,7 +189,7 @@ def _pairs(items: list[str]) -> dict[str, Path]:
     for item in items:
         key, sep, value = item.partition("=")
         if not sep:
-            raise ValueError(f"expected STAGE=PATH, got {item!r}")
+            raise UsageError(f"expected STAGE=PATH, got {item!r}")
         pairs[key] = Path(value)
     return pairs
 
@@ -369,6 +370,23 @@ def _report_bench(rows: list[dict], settings: dict, device, out: Path, **extra: 
     print(f"wrote {out}")
 
 
+OUT_OF_MEMORY_HINT = (
+    "CUDA ran out of memory (traceback below). On a 24 GB card add the overlay config/gpu_24gb.yaml after the paper "
+    "config (snakemake --configfile config/gta5_to_cityscapes.yaml config/gpu_24gb.yaml); otherwise lower this "
+    "stage's batch (stages.<stage>.batch, translator.batch) or data.crop. `diga bench-memory` estimates each "
+    "stage's peak memory."
+)
+
+
+def out_of_memory(error: BaseException) -> bool:
+    """Whether `error` is PyTorch's out-of-memory error of a GPU."""
+    torch = sys.modules.get("torch")  # not imported: the error cannot come from it
+    if torch is None:
+        return False
+    kind = getattr(torch, "OutOfMemoryError", None) or torch.cuda.OutOfMemoryError
+    return isinstance(error, kind) or (isinstance(error, RuntimeError) and "CUDA out of memory" in str(error))
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     args = build_parser().parse_args(argv)
@@ -379,8 +397,8 @@ def main(argv: list[str] | None = None) -> int:
         # Snakemake retry the job (--retries), and the rerun resumes from the checkpoint.
         print(f"diga {args.command}: {stopped}", file=sys.stderr)
         return stopped.exit_code
-    except (config_module.ConfigError, FileNotFoundError, ValueError, RuntimeError) as error:
-        # Known failure modes carry their own fix in the message; no traceback noise.
+    except DigaError as error:
+        # A problem the user fixes, named with its fix in the message: one line, no traceback.
         print(f"diga {args.command}: error: {error}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
@@ -389,6 +407,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"diga {args.command}: interrupted (Ctrl-C); nothing was half-written, rerun to continue{resumes}",
               file=sys.stderr)
         return 130
+    except Exception as error:
+        # Anything else is a bug or the machine's failure: it keeps its traceback. Out of GPU memory gets a hint.
+        if out_of_memory(error):
+            print(f"diga {args.command}: {OUT_OF_MEMORY_HINT}", file=sys.stderr)
+        raise
     finally:
         if "diga.train.distributed" in sys.modules:  # leave the process group of a multi-process run
             sys.modules["diga.train.distributed"].shutdown()

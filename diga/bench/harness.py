@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from diga.errors import UsageError
 from diga.train.precision import Precision
 
 # name -> (train.precision, channels_last, compile)
@@ -203,7 +204,7 @@ def run_bench(settings: dict, stages: list[str], modes: list[str], device: torch
     """Time every (stage, mode); fp32 first, so each row carries its speed-up over fp32 measured in this run."""
     unknown = [m for m in modes if m not in MODES]
     if unknown:
-        raise ValueError(f"unknown bench mode(s) {unknown}; choose from {list(MODES)}")
+        raise UsageError(f"unknown bench mode(s) {unknown}; choose from {list(MODES)}")
     modes = ["fp32", *[m for m in modes if m != "fp32"]]
     peaks = {mode: matmul_peak_tflops(MODES[mode][0], device) for mode in {MODES[m][0] for m in modes}}
     rows = []

@@ -22,6 +22,8 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_leaves
 
+from diga.errors import UsageError
+
 GIB = 2**30
 # A "24 GB" card holds 24e9 bytes (22.35 GiB); the CUDA context takes about 0.5 GiB of it. A stage "fits" when
 # its estimate plus MARGIN is below that: what the estimate leaves out (workspaces, allocator rounding) and its
@@ -100,10 +102,10 @@ def estimate_memory(settings: dict, stages: list[str], modes: list[str], crops: 
 
     eager = [name for name, (_, _, compiled) in MODES.items() if not compiled]
     if any(mode not in eager for mode in modes):
-        raise ValueError(f"bench-memory modes must be among {eager} (torch.compile changes the peak little and "
+        raise UsageError(f"bench-memory modes must be among {eager} (torch.compile changes the peak little and "
                          f"is not traced here), not {modes}")
     if len({h * w for h, w in crops}) < 2:
-        raise ValueError("bench-memory needs at least two --crops of different areas to extrapolate")
+        raise UsageError("bench-memory needs at least two --crops of different areas to extrapolate")
     device = torch.device("cpu")
     rows = []
     for stage in stages:

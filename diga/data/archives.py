@@ -22,11 +22,12 @@ from collections.abc import Callable
 from pathlib import Path
 
 from diga.atomic import atomic_dir
+from diga.errors import DigaError
 
 CHUNK = 1 << 20
 
 
-class ArchiveError(RuntimeError):
+class ArchiveError(DigaError, RuntimeError):
     """An archive that is wrong, truncated or cannot be extracted; the message names the file and the fix."""
 
 
@@ -34,7 +35,7 @@ class ChecksumError(ArchiveError):
     """An archive whose sha256 differs from the one recorded in the config (or at first ingest)."""
 
 
-class DownloadError(RuntimeError):
+class DownloadError(DigaError, RuntimeError):
     """A download that failed after every retry."""
 
 

@@ -29,6 +29,7 @@ import yaml
 
 from diga.atomic import write_json
 from diga.data.archives import ArchiveError, ChecksumError, archive_kind, download, extract, rar_extractor, sha256_file
+from diga.errors import DigaError
 
 INDEX = ".diga-archives.json"  # in the extracted folder: what each archive was and which files it held
 
@@ -68,7 +69,7 @@ DATASETS: dict[str, DatasetInfo] = {
 }
 
 
-class AcquisitionError(RuntimeError):
+class AcquisitionError(DigaError, RuntimeError):
     """A dataset that cannot be acquired as configured; the message says what to do."""
 
 

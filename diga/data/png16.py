@@ -14,11 +14,13 @@ from pathlib import Path
 
 import numpy as np
 
+from diga.errors import DigaError
+
 _SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _CHANNELS = {0: 1, 2: 3, 4: 2, 6: 4}  # colour type -> samples per pixel
 
 
-class PngError(ValueError):
+class PngError(DigaError, ValueError):
     """A file that is not a PNG this decoder reads (or is truncated)."""
 
 

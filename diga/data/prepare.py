@@ -35,6 +35,7 @@ from diga.atomic import atomic_dir
 from diga.data.labels import CITYSCAPES_LABEL_IDS, SYNTHIA_IDS, lookup_table
 from diga.data.png16 import read_png_channel
 from diga.data.streams import Size, size_name, stream_list
+from diga.errors import DigaError
 
 MANIFEST_VERSION = 2  # 2: resize streams
 
@@ -58,7 +59,7 @@ GTA5_EXCLUDED_RANGES = (
 RAW_ID_RANGE = {"cityscapes": 33, "gta5": 33, "synthia": 22}  # largest raw id a valid label holds
 
 
-class PreparationError(RuntimeError):
+class PreparationError(DigaError, RuntimeError):
     """A dataset tree that cannot be prepared (wrong layout, nothing usable)."""
 
 

@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from diga.atomic import save_torch
+from diga.config import ConfigError
 from diga.data.datasets import SegmentationList
 from diga.data.loader import BatchStream, loader_workers  # BatchStream re-exported: stages import it from here
 from diga.data.streams import Size, domain_streams, stream_counts, stream_list
@@ -48,7 +49,7 @@ def device_for(settings: dict) -> torch.device:
     if wanted == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if wanted == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("train.device is 'cuda' but no CUDA device is visible; set train.device: cpu or auto")
+        raise ConfigError("train.device is 'cuda' but no CUDA device is visible; set train.device: cpu or auto")
     return torch.device(wanted)
 
 

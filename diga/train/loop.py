@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from diga.atomic import write_text
+from diga.errors import DigaError
 from diga.train import distributed
 from diga.train.resume import Resume
 from diga.train.sgd import ListedSGD
@@ -24,7 +25,7 @@ from diga.train.stop import TrainingInterrupted, stop_on_signals
 StepFn = Callable[[int], tuple[dict[str, torch.Tensor], dict[str, float]]]
 
 
-class NonFiniteLossError(RuntimeError):
+class NonFiniteLossError(DigaError, RuntimeError):
     """The loss became NaN or infinite."""
 
 
