@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sys
 from pathlib import Path
@@ -10,6 +11,8 @@ from pathlib import Path
 from diga import config as config_module
 from diga.errors import DigaError, UsageError
 from diga.train.stop import TrainingInterrupted
+
+logger = logging.getLogger(__name__)
 
 
 def _common(parser: argparse.ArgumentParser, seed: bool = True) -> None:
@@ -387,30 +390,51 @@ def out_of_memory(error: BaseException) -> bool:
     return isinstance(error, kind) or (isinstance(error, RuntimeError) and "CUDA out of memory" in str(error))
 
 
+class _StderrHandler(logging.StreamHandler):
+    """Writes to sys.stderr as it is at each message (a test or a tool may have replaced it since)."""
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value) -> None:
+        pass
+
+
+def configure_logging(command: str) -> None:
+    """The package's messages (INFO and above) go to stderr as `diga <command>: <message>`."""
+    handler = _StderrHandler()
+    handler.setFormatter(logging.Formatter(f"diga {command}: %(message)s"))
+    package = logging.getLogger("diga")
+    package.handlers = [handler]  # once per call: main() may run several times in one process (tests)
+    package.setLevel(logging.INFO)
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     args = build_parser().parse_args(argv)
+    configure_logging(args.command)
     try:
         run(args, argv)
     except TrainingInterrupted as stopped:
         # SIGTERM (Slurm's time limit, preemption, scancel): a checkpoint is saved; a non-zero status makes
         # Snakemake retry the job (--retries), and the rerun resumes from the checkpoint.
-        print(f"diga {args.command}: {stopped}", file=sys.stderr)
+        logger.warning("%s", stopped)
         return stopped.exit_code
     except DigaError as error:
         # A problem the user fixes, named with its fix in the message: one line, no traceback.
-        print(f"diga {args.command}: error: {error}", file=sys.stderr)
+        logger.error("error: %s", error)
         return 1
     except KeyboardInterrupt:
         # Ctrl-C: every output is written through a temporary name, so nothing half-written is left to explain.
         resumes = " (a partial download resumes)" if args.command == "fetch" else ""
-        print(f"diga {args.command}: interrupted (Ctrl-C); nothing was half-written, rerun to continue{resumes}",
-              file=sys.stderr)
+        logger.warning("interrupted (Ctrl-C); nothing was half-written, rerun to continue%s", resumes)
         return 130
     except Exception as error:
         # Anything else is a bug or the machine's failure: it keeps its traceback. Out of GPU memory gets a hint.
         if out_of_memory(error):
-            print(f"diga {args.command}: {OUT_OF_MEMORY_HINT}", file=sys.stderr)
+            logger.error("%s", OUT_OF_MEMORY_HINT)
         raise
     finally:
         if "diga.train.distributed" in sys.modules:  # leave the process group of a multi-process run

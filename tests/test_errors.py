@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import logging
 import pkgutil
 import subprocess
 import sys
@@ -105,6 +106,15 @@ def run_info_raising(monkeypatch, tmp_path, error: BaseException) -> int:
 def test_a_diga_error_is_one_line_and_exit_1(monkeypatch, tmp_path, capsys):
     assert run_info_raising(monkeypatch, tmp_path, DatasetError("lists/train.txt:3: fix this line")) == 1
     assert capsys.readouterr().err.splitlines() == ["diga run-info: error: lists/train.txt:3: fix this line"]
+
+
+def test_messages_of_the_package_go_to_stderr_with_the_command(monkeypatch, tmp_path, capsys):
+    def write(settings, out):
+        logging.getLogger("diga.report.run_info").info("[run-info] wrote %s", out)
+
+    monkeypatch.setattr(run_info, "write_run_info", write)
+    assert cli.main(["run-info", "--config", str(TINY_CONFIG), "--out", "x.md"]) == 0
+    assert capsys.readouterr().err.splitlines() == ["diga run-info: [run-info] wrote x.md"]
 
 
 def test_training_interrupted_and_ctrl_c_keep_their_exit_codes(monkeypatch, tmp_path, capsys):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import sys
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +16,8 @@ from diga.infer.predict import multiscale_logits
 from diga.provenance import provenance
 from diga.train.common import device_for, load_segmenter, target_val
 from diga.train.precision import inference_precision_for
+
+logger = logging.getLogger(__name__)
 
 
 @torch.no_grad()
@@ -38,7 +40,7 @@ def confusion_on_val(settings: dict, model: torch.nn.Module, device: torch.devic
             confusion += confusion_matrix(prediction, labels, num_classes)
         done += len(items)
         if (index + 1) % 50 == 0:
-            print(f"[evaluate] {done}/{len(dataset)} images", file=sys.stderr, flush=True)
+            logger.info("[evaluate] %d/%d images", done, len(dataset))
     return confusion.cpu().numpy()
 
 
