@@ -5,13 +5,15 @@ from __future__ import annotations
 import contextlib
 import glob
 import json
+import logging
 import os
 import shutil
 import socket
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+logger = logging.getLogger(__name__)
 
 # The host is part of a temporary name so that a job on another node sharing the folder is never taken for dead.
 HOST = socket.gethostname().replace("/", "_") or "localhost"
@@ -90,7 +92,7 @@ def atomic_dir(path: str | Path) -> Iterator[Path]:
     final = Path(path)
     final.parent.mkdir(parents=True, exist_ok=True)
     for stale in remove_stale_temps(final):
-        print(f"removed {stale}, left by a killed run", file=sys.stderr, flush=True)
+        logger.info("removed %s, left by a killed run", stale)
     tmp = temp_sibling(final)
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()

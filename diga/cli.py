@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sys
 from pathlib import Path
 
 from diga import config as config_module
 from diga import stages
+from diga.errors import DigaError, UsageError
 from diga.stages import STAGES
 from diga.train.stop import TrainingInterrupted
+
+logger = logging.getLogger(__name__)
 
 STAGE_COMMANDS = {stage.command: stage for stage in STAGES.values()}
 
@@ -155,7 +159,7 @@ def _pairs(items: list[str]) -> dict[str, Path]:
     for item in items:
         key, sep, value = item.partition("=")
         if not sep:
-            raise ValueError(f"expected STAGE=PATH, got {item!r}")
+            raise UsageError(f"expected STAGE=PATH, got {item!r}")
         pairs[key] = Path(value)
     return pairs
 
@@ -185,7 +189,7 @@ def run(args: argparse.Namespace, argv: list[str]) -> None:
         if not distributed.launched():
             # Re-run this very command under torchrun, one process per GPU; it takes over this process.
             launch = distributed.relaunch_command(processes, argv)
-            print(f"diga {command}: {processes} processes: {' '.join(launch[:5])} ...", file=sys.stderr, flush=True)
+            logger.info("%d processes: %s ...", processes, " ".join(launch[:5]))
             os.execv(launch[0], launch)
         distributed.init(settings["train"]["device"])
     if args.threads:
@@ -313,26 +317,69 @@ def _report_bench(rows: list[dict], settings: dict, device, out: Path, **extra: 
     print(f"wrote {out}")
 
 
+OUT_OF_MEMORY_HINT = (
+    "CUDA ran out of memory (traceback below). On a 24 GB card add the overlay config/gpu_24gb.yaml after the paper "
+    "config (snakemake --configfile config/gta5_to_cityscapes.yaml config/gpu_24gb.yaml); otherwise lower this "
+    "stage's batch (stages.<stage>.batch, translator.batch) or data.crop. `diga bench-memory` estimates each "
+    "stage's peak memory."
+)
+
+
+def out_of_memory(error: BaseException) -> bool:
+    """Whether `error` is PyTorch's out-of-memory error of a GPU."""
+    torch = sys.modules.get("torch")  # not imported: the error cannot come from it
+    if torch is None:
+        return False
+    kind = getattr(torch, "OutOfMemoryError", None) or torch.cuda.OutOfMemoryError
+    return isinstance(error, kind) or (isinstance(error, RuntimeError) and "CUDA out of memory" in str(error))
+
+
+class _StderrHandler(logging.StreamHandler):
+    """Writes to sys.stderr as it is at each message (a test or a tool may have replaced it since)."""
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value) -> None:
+        pass
+
+
+def configure_logging(command: str) -> None:
+    """The package's messages (INFO and above) go to stderr as `diga <command>: <message>`."""
+    handler = _StderrHandler()
+    handler.setFormatter(logging.Formatter(f"diga {command}: %(message)s"))
+    package = logging.getLogger("diga")
+    package.handlers = [handler]  # once per call: main() may run several times in one process (tests)
+    package.setLevel(logging.INFO)
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     args = build_parser().parse_args(argv)
+    configure_logging(args.command)
     try:
         run(args, argv)
     except TrainingInterrupted as stopped:
         # SIGTERM (Slurm's time limit, preemption, scancel): a checkpoint is saved; a non-zero status makes
         # Snakemake retry the job (--retries), and the rerun resumes from the checkpoint.
-        print(f"diga {args.command}: {stopped}", file=sys.stderr)
+        logger.warning("%s", stopped)
         return stopped.exit_code
-    except (config_module.ConfigError, FileNotFoundError, ValueError, RuntimeError) as error:
-        # Known failure modes carry their own fix in the message; no traceback noise.
-        print(f"diga {args.command}: error: {error}", file=sys.stderr)
+    except DigaError as error:
+        # A problem the user fixes, named with its fix in the message: one line, no traceback.
+        logger.error("error: %s", error)
         return 1
     except KeyboardInterrupt:
         # Ctrl-C: every output is written through a temporary name, so nothing half-written is left to explain.
         resumes = " (a partial download resumes)" if args.command == "fetch" else ""
-        print(f"diga {args.command}: interrupted (Ctrl-C); nothing was half-written, rerun to continue{resumes}",
-              file=sys.stderr)
+        logger.warning("interrupted (Ctrl-C); nothing was half-written, rerun to continue%s", resumes)
         return 130
+    except Exception as error:
+        # Anything else is a bug or the machine's failure: it keeps its traceback. Out of GPU memory gets a hint.
+        if out_of_memory(error):
+            logger.error("%s", OUT_OF_MEMORY_HINT)
+        raise
     finally:
         if "diga.runtime.distributed" in sys.modules:  # leave the process group of a multi-process run
             sys.modules["diga.runtime.distributed"].shutdown()

@@ -8,6 +8,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from diga.errors import DigaError
+
 # Shipped inside the package (package data), so an installed wheel validates configs as the source tree does;
 # the Snakefile validates against the same file.
 SCHEMA_NAME = "config.schema.yaml"
@@ -19,8 +21,8 @@ def schema_text() -> str:
     return (resources.files("diga") / "schema" / SCHEMA_NAME).read_text(encoding="utf-8")
 
 
-class ConfigError(ValueError):
-    """A configuration that does not match the schema."""
+class ConfigError(DigaError, ValueError):
+    """A configuration that does not match the schema, or settings that do not fit together or this run."""
 
 
 def _with_defaults(validator_class):
@@ -218,13 +220,18 @@ def load(*specs: str) -> dict[str, Any]:
         return validate_slice(picked, picked.pop("sections"), "this job's config slice")
     merged: dict[str, Any] = {}
     for spec in specs:
-        if spec.lstrip().startswith("{"):
-            merged = _merge(merged, json.loads(spec))
-            continue
-        path = Path(spec)
-        if not path.is_file():
-            raise ConfigError(f"config file {path} does not exist; pass --config config/config.yaml or another file")
-        merged = _merge(merged, yaml.safe_load(path.read_text()) or {})
+        inline = spec.lstrip().startswith("{")
+        if not inline and not Path(spec).is_file():
+            raise ConfigError(f"config file {spec} does not exist; pass --config config/config.yaml or another file")
+        try:
+            content = json.loads(spec) if inline else yaml.safe_load(Path(spec).read_text()) or {}
+        except (json.JSONDecodeError, yaml.YAMLError) as error:
+            raise ConfigError(f"{'the inline config' if inline else spec} is not valid "
+                              f"{'JSON' if inline else 'YAML'}: {error}") from None
+        if not isinstance(content, dict):
+            raise ConfigError(f"{'the inline config' if inline else spec} holds a {type(content).__name__}, "
+                              "not a mapping of config keys")
+        merged = _merge(merged, content)
     return validate(merged, " + ".join("inline config" if spec.lstrip().startswith("{") else spec for spec in specs))
 
 

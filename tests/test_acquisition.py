@@ -5,6 +5,7 @@ On the small fake archives of tests/fakedata.py."""
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 import signal
@@ -101,11 +102,12 @@ def test_a_truncated_download_records_nothing_and_deleting_it_is_enough(tmp_path
 # ------------------------------------------------------------------------------------------ case 2: printed YAML
 
 
-def test_the_printed_pin_snippet_validates_pasted_as_a_file_or_into_the_config(tmp_path, capsys):
+def test_the_printed_pin_snippet_validates_pasted_as_a_file_or_into_the_config(tmp_path, caplog):
+    caplog.set_level(logging.INFO, logger="diga")
     archives = make_gta5(tmp_path / "archives", [1, 2])
     acquire("gta5", spec(archive_dir=str(tmp_path / "archives"), archive_names=[a.name for a in archives]),
             tmp_path / "r", tmp_path / "r" / "raw" / "gta5.json", progress=False)
-    [snippet] = snippets(capsys.readouterr().err)
+    [snippet] = snippets("\n".join(caplog.messages))
     shas = {a.name: sha256_file(a) for a in archives}
     as_file = pasted(snippet, tmp_path)
     assert as_file["datasets"]["gta5"]["sha256"] == shas and as_file["datasets"]["source"] == "gta5"
@@ -119,7 +121,8 @@ def test_the_printed_pin_snippet_validates_pasted_as_a_file_or_into_the_config(t
     assert settings["datasets"]["gta5"]["sha256"] == shas and settings["datasets"]["gta5"]["way"] == "download"
 
 
-def test_advice_snippets_in_error_messages_validate(tmp_path, monkeypatch, capsys):
+def test_advice_snippets_in_error_messages_validate(tmp_path, monkeypatch, caplog):
+    caplog.set_level(logging.INFO, logger="diga")
     messages = []
     # Cityscapes asked to download: it needs a login; the snippet sets the archives way.
     with pytest.raises(AcquisitionError) as error:
@@ -141,7 +144,7 @@ def test_advice_snippets_in_error_messages_validate(tmp_path, monkeypatch, capsy
         acquire("synthia", spec(archive_dir=str(rar.parent)), tmp_path / "r", tmp_path / "r" / "s.json")
     messages.append(str(error.value))
     assert "libarchive-tools" in messages[-1] and "way: folder" in messages[-1]
-    assert "[synthia] sha256" not in capsys.readouterr().err  # said before reading the archive
+    assert "[synthia] sha256" not in caplog.text  # said before reading the archive
     for message in messages:
         assert snippets(message), message
         for snippet in snippets(message):
@@ -184,13 +187,13 @@ def test_archives_without_one_marker_folder_name_the_missing_one(tmp_path):
     assert not (tmp_path / "r" / "raw" / "cityscapes.sha256.json").exists()
 
 
-def test_download_messages_say_what_happened(tmp_path, capsys):
+def test_download_messages_say_what_happened(tmp_path, caplog):
     served = tmp_path / "server"
     archive = make_gta5(served, [1, 2])[0]
     with serve(served, cut={"01_images.zip"}, ignore_range=True) as (url, log):
         out = download(url + "01_images.zip", tmp_path / "dl" / "01_images.zip", backoff=0.01)
     assert sha256_file(out) == sha256_file(archive) and [r is not None for _, r in log] == [False, True]
-    assert "the server ignored the request to resume" in capsys.readouterr().err
+    assert "the server ignored the request to resume" in caplog.text
     with pytest.raises(DownloadError) as error:  # nothing listens on port 9: no partial file to speak of
         download("http://127.0.0.1:9/x.zip", tmp_path / "dl" / "x.zip", retries=0, backoff=0.01, progress=False)
     assert "partial file" not in str(error.value) and "rerun to try again" in str(error.value)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import json
+import logging
 import os
 import re
 import shutil
@@ -142,7 +143,7 @@ def test_resumed_stage_matches_uninterrupted_run(prepared, tmp_path, monkeypatch
     assert not (out / RESUME_FILE).exists()
 
 
-def test_checkpoint_from_other_settings_is_ignored(prepared, tmp_path, monkeypatch, capsys):
+def test_checkpoint_from_other_settings_is_ignored(prepared, tmp_path, monkeypatch, caplog):
     root, settings = prepared
     monkeypatch.chdir(root)
     with monkeypatch.context() as patch:
@@ -156,7 +157,7 @@ def test_checkpoint_from_other_settings_is_ignored(prepared, tmp_path, monkeypat
     monkeypatch.setattr(loop.Progress, "update", lambda self, row: (rows.append(row), original(self, row)))
     train_supervised(changed, 0, "source_only", tmp_path)
     assert rows[0]["iteration"] == 1  # started from scratch
-    assert "ignoring" in capsys.readouterr().err
+    assert "ignoring" in caplog.text
 
 
 def _session_processes(session: int) -> list[int]:
@@ -259,7 +260,7 @@ def _copy_checkpoint_at(monkeypatch, iteration: int, out: Path) -> None:
 
 
 @pytest.mark.parametrize("stage", ["translator", "source_only", "oracle", "warmup", "selftrain"])
-def test_default_stage_resumes_bit_identically(default_prepared, tmp_path, monkeypatch, capsys, stage):
+def test_default_stage_resumes_bit_identically(default_prepared, tmp_path, monkeypatch, caplog, stage):
     """Each stage with the default settings, stopped after STOP by SIGTERM (a checkpoint of STOP) or by SIGKILL
     (the periodic checkpoint of 50 is left) and resumed, is exactly the uninterrupted run after END: every tensor
     of the stage's state (weights, teachers, optimisers, RNGs, batch streams, centroids) and every log row."""
@@ -272,10 +273,11 @@ def test_default_stage_resumes_bit_identically(default_prepared, tmp_path, monke
     with monkeypatch.context() as patch:
         _copy_checkpoint_at(patch, every, tmp_path / "killed")
         _state_after(run, tmp_path / "stopped", STOP, patch)
-    capsys.readouterr()
+    caplog.set_level(logging.INFO, logger="diga")
     for out, resumed_at in ((tmp_path / "stopped", STOP), (tmp_path / "killed", every)):
+        caplog.clear()
         _assert_same(_state_after(run, out, END, monkeypatch), reference, out.name)
-        assert f"resumed from {out / RESUME_FILE} at iteration {resumed_at}/" in capsys.readouterr().err
+        assert f"resumed from {out / RESUME_FILE} at iteration {resumed_at}/" in caplog.text
 
 
 def test_unsaved_buffers_are_restored(tmp_path):

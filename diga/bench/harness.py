@@ -10,8 +10,8 @@ mode), and the matrix-unit peak of each mode is measured here with a large matmu
 from __future__ import annotations
 
 import copy
+import logging
 import statistics
-import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -19,7 +19,10 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from diga.errors import UsageError
 from diga.runtime.precision import Precision
+
+logger = logging.getLogger(__name__)
 
 # name -> (train.precision, channels_last, compile)
 MODES = {
@@ -204,7 +207,7 @@ def run_bench(settings: dict, stages: list[str], modes: list[str], device: torch
     """Time every (stage, mode); fp32 first, so each row carries its speed-up over fp32 measured in this run."""
     unknown = [m for m in modes if m not in MODES]
     if unknown:
-        raise ValueError(f"unknown bench mode(s) {unknown}; choose from {list(MODES)}")
+        raise UsageError(f"unknown bench mode(s) {unknown}; choose from {list(MODES)}")
     modes = ["fp32", *[m for m in modes if m != "fp32"]]
     peaks = {mode: matmul_peak_tflops(MODES[mode][0], device) for mode in {MODES[m][0] for m in modes}}
     rows = []
@@ -212,7 +215,7 @@ def run_bench(settings: dict, stages: list[str], modes: list[str], device: torch
         flop = None
         baseline = None
         for mode in modes:
-            print(f"[bench] {stage} {mode} ...", file=sys.stderr, flush=True)
+            logger.info("[bench] %s %s ...", stage, mode)
             timing = time_stage(stage, settings, mode, device, iterations, warmup, eval_size, flop is None)
             flop = timing.flop if flop is None else flop
             baseline = timing.ms if baseline is None else baseline
@@ -229,9 +232,8 @@ def run_bench(settings: dict, stages: list[str], modes: list[str], device: torch
                 "fraction_of_peak": None if achieved is None else round(achieved / peaks[arithmetic], 4),
             })
             # Each figure as soon as it exists, so a run cut short still reports what it measured.
-            print(f"[bench] {stage} {mode}: {timing.ms:.1f} ms ({baseline / timing.ms:.2f}x fp32)"
-                  + (f", peak {timing.peak_gib:.2f} GiB" if timing.peak_gib is not None else ""),
-                  file=sys.stderr, flush=True)
+            logger.info("[bench] %s %s: %.1f ms (%.2fx fp32)%s", stage, mode, timing.ms, baseline / timing.ms,
+                        f", peak {timing.peak_gib:.2f} GiB" if timing.peak_gib is not None else "")
     return rows
 
 

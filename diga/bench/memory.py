@@ -15,12 +15,16 @@ as CUDA's for this network (convolutions, matrix products), and both keep the lo
 
 from __future__ import annotations
 
-import sys
+import logging
 import weakref
 
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_leaves
+
+from diga.errors import UsageError
+
+logger = logging.getLogger(__name__)
 
 GIB = 2**30
 # A "24 GB" card holds 24e9 bytes (22.35 GiB); the CUDA context takes about 0.5 GiB of it. A stage "fits" when
@@ -100,10 +104,10 @@ def estimate_memory(settings: dict, stages: list[str], modes: list[str], crops: 
 
     eager = [name for name, (_, _, compiled) in MODES.items() if not compiled]
     if any(mode not in eager for mode in modes):
-        raise ValueError(f"bench-memory modes must be among {eager} (torch.compile changes the peak little and "
+        raise UsageError(f"bench-memory modes must be among {eager} (torch.compile changes the peak little and "
                          f"is not traced here), not {modes}")
     if len({h * w for h, w in crops}) < 2:
-        raise ValueError("bench-memory needs at least two --crops of different areas to extrapolate")
+        raise UsageError("bench-memory needs at least two --crops of different areas to extrapolate")
     device = torch.device("cpu")
     rows = []
     for stage in stages:
@@ -111,7 +115,7 @@ def estimate_memory(settings: dict, stages: list[str], modes: list[str], crops: 
         for mode in modes:
             peaks = []
             for crop in crops:
-                print(f"[bench-memory] {stage} {mode} at {crop[0]}x{crop[1]} ...", file=sys.stderr, flush=True)
+                logger.info("[bench-memory] %s %s at %dx%d ...", stage, mode, crop[0], crop[1])
                 mode_settings = bench_settings(settings, mode)
                 mode_settings["data"]["crop"] = list(crop)
                 mode_settings["train"]["device"] = "cpu"
@@ -125,7 +129,6 @@ def estimate_memory(settings: dict, stages: list[str], modes: list[str], crops: 
                    "fixed_gib": round(intercept / GIB, 3), "gib_per_megapixel": round(slope * 1e6 / GIB, 3),
                    "at": f"{goal[0]}x{goal[1]}", "predicted_peak_gib": round(predicted, 2),
                    "fits_24gb": predicted * (1 + MARGIN) <= CARD_24GB_GIB}
-            print(f"[bench-memory] {stage} {mode}: {predicted:.2f} GiB at {goal[0]}x{goal[1]}", file=sys.stderr,
-                  flush=True)
+            logger.info("[bench-memory] %s %s: %.2f GiB at %dx%d", stage, mode, predicted, goal[0], goal[1])
             rows.append(row)
     return rows

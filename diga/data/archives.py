@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import hashlib
 import http.client
+import logging
 import os
 import shutil
 import subprocess
-import sys
 import tarfile
 import time
 import urllib.error
@@ -22,12 +22,15 @@ from collections.abc import Callable
 from pathlib import Path
 
 from diga.atomic import atomic_dir
+from diga.errors import DigaError
 from diga.progress import progress_bar
+
+logger = logging.getLogger(__name__)
 
 CHUNK = 1 << 20
 
 
-class ArchiveError(RuntimeError):
+class ArchiveError(DigaError, RuntimeError):
     """An archive that is wrong, truncated or cannot be extracted; the message names the file and the fix."""
 
 
@@ -35,7 +38,7 @@ class ChecksumError(ArchiveError):
     """An archive whose sha256 differs from the one recorded in the config (or at first ingest)."""
 
 
-class DownloadError(RuntimeError):
+class DownloadError(DigaError, RuntimeError):
     """A download that failed after every retry."""
 
 
@@ -83,9 +86,8 @@ def download(url: str, dest: str | Path, retries: int = 5, timeout: float = 60.0
                 status = response.status
                 if start and status == 200:     # Range ignored: start again
                     if progress:
-                        print(f"[download] {dest.name}: the server ignored the request to resume at {start} bytes "
-                              "(it sent the whole file); downloading again from the start", file=sys.stderr,
-                              flush=True)
+                        logger.warning("[download] %s: the server ignored the request to resume at %d bytes (it "
+                                       "sent the whole file); downloading again from the start", dest.name, start)
                     start = 0
                 length = response.headers.get("Content-Length")
                 total = start + int(length) if length is not None else None
@@ -109,8 +111,8 @@ def download(url: str, dest: str | Path, retries: int = 5, timeout: float = 60.0
             last_error = error
         if attempt < retries:
             wait = backoff ** attempt
-            print(f"[download] {dest.name}: {last_error!r}; retry {attempt + 1}/{retries} in {wait:.0f}s "
-                  f"(resuming at {part.stat().st_size if part.exists() else 0} bytes)", file=sys.stderr, flush=True)
+            logger.warning("[download] %s: %r; retry %d/%d in %.0fs (resuming at %d bytes)", dest.name, last_error,
+                           attempt + 1, retries, wait, part.stat().st_size if part.exists() else 0)
             time.sleep(wait)
     kept = (f"; the partial file {part} ({part.stat().st_size} bytes) is kept, so rerunning resumes it"
             if part.exists() and part.stat().st_size else "; rerun to try again")
@@ -217,7 +219,7 @@ def extract(archives: list[str | Path], dest: str | Path,
     with atomic_dir(dest) as tmp:
         members = {}
         for archive in archives:
-            print(f"[extract] {archive}", file=sys.stderr, flush=True)
+            logger.info("[extract] %s", archive)
             members[Path(archive).name] = _extract_into(Path(archive), tmp)
         fix_backslash_names(tmp)
         if finish is not None:

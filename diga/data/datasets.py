@@ -16,9 +16,10 @@ from torch.utils.data import Dataset
 
 from diga.data.labels import IGNORE_INDEX, check_label_ids
 from diga.data.transforms import LABEL_KEYS
+from diga.errors import DatasetError, DigaError
 
 
-class MissingDatasetError(FileNotFoundError):
+class MissingDatasetError(DigaError, FileNotFoundError):
     """A dataset folder or list file that is not where the config says."""
 
 
@@ -38,7 +39,7 @@ def read_list(root: Path, list_file: str) -> list[tuple[Path, Path | None]]:
         if not fields:
             continue
         if len(fields) > 2:
-            raise ValueError(f"{path}:{number}: expected 'image [label]', got {line!r}")
+            raise DatasetError(f"{path}:{number}: expected 'image [label]', got {line!r}")
         pairs.append((root / fields[0], root / fields[1] if len(fields) == 2 else None))
     if not pairs:
         raise MissingDatasetError(f"list file {path} is empty")
@@ -67,7 +68,7 @@ def load_label(path: Path, num_classes: int) -> torch.Tensor:
     except FileNotFoundError:
         raise MissingDatasetError(f"label {path} is listed but missing; regenerate or re-prepare the dataset") from None
     if array.ndim != 2:
-        raise ValueError(f"{path}: label images must be single-channel trainId maps, got shape {array.shape}")
+        raise DatasetError(f"{path}: label images must be single-channel trainId maps, got shape {array.shape}")
     check_label_ids(array, num_classes, str(path))
     return torch.from_numpy(array.astype(np.int64))
 
@@ -91,7 +92,7 @@ class SegmentationList(Dataset):
         self.with_labels = with_labels
         self.truth_only = truth_only
         if with_labels and any(label is None for _, label in self.pairs):
-            raise ValueError(f"{self.root / list_file} lists images without labels, but labels are required")
+            raise DatasetError(f"{self.root / list_file} lists images without labels, but labels are required")
         self.extra_label_dir = Path(extra_label_dir) if extra_label_dir else None
         self.resize_extra_labels = resize_extra_labels
         if self.extra_label_dir is not None and not self.extra_label_dir.is_dir():
@@ -122,5 +123,5 @@ class SegmentationList(Dataset):
                                                mode="nearest-exact")[0, 0].long()
         for key in LABEL_KEYS:
             if key in item and tuple(item[key].shape) != (height, width):
-                raise ValueError(f"{image_path}: {key} size {tuple(item[key].shape)} != image size {(height, width)}")
+                raise DatasetError(f"{image_path}: {key} size {tuple(item[key].shape)} != image size {(height, width)}")
         return item

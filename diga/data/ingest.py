@@ -19,9 +19,9 @@ from __future__ import annotations
 
 import difflib
 import json
+import logging
 import os
 import shlex
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,6 +29,9 @@ import yaml
 
 from diga.atomic import write_json
 from diga.data.archives import ArchiveError, ChecksumError, archive_kind, download, extract, rar_extractor, sha256_file
+from diga.errors import DigaError
+
+logger = logging.getLogger(__name__)
 
 INDEX = ".diga-archives.json"  # in the extracted folder: what each archive was and which files it held
 
@@ -68,7 +71,7 @@ DATASETS: dict[str, DatasetInfo] = {
 }
 
 
-class AcquisitionError(RuntimeError):
+class AcquisitionError(DigaError, RuntimeError):
     """A dataset that cannot be acquired as configured; the message says what to do."""
 
 
@@ -219,7 +222,7 @@ def _mismatch(name: str, archive_dir: Path, shas: dict[str, str], pins: dict[str
 def _hash_all(name: str, paths: list[Path]) -> dict[str, str]:
     result = {}
     for path in paths:
-        print(f"[{name}] sha256 {path.name} ...", file=sys.stderr, flush=True)
+        logger.info("[%s] sha256 %s ...", name, path.name)
         result[path.name] = sha256_file(path)
     return result
 
@@ -246,8 +249,8 @@ def _ingest_archives(name: str, spec: dict, data_root: Path, progress: bool) -> 
                 f"{name}: {', '.join(changed)} in {archive_dir} differ from the copies extracted into {extracted}, "
                 f"and {', '.join(missing)} are no longer there; extracting again needs every archive: put them back "
                 f"in {archive_dir} (or download them again) and rerun")
-        print(f"[{name}] {', '.join(missing)} not in {archive_dir}: using {extracted}, extracted from them before",
-              file=sys.stderr, flush=True)
+        logger.info("[%s] %s not in %s: using %s, extracted from them before", name, ", ".join(missing), archive_dir,
+                    extracted)
         # The receipt holds what is in archive_dir now (its size and time are what the workflow compares).
         archives = {n: {**archive_state(archive_dir / n), "sha256": shas[n]} if n in shas else
                     {k: index[n][k] for k in ("size", "mtime", "sha256")} for n in names}
@@ -259,7 +262,7 @@ def _ingest_archives(name: str, spec: dict, data_root: Path, progress: bool) -> 
                 f"{config_advice(name, {'way': 'archives', 'archive_dir': str(archive_dir)})}")
         base = (spec.get("url") or info.url).rstrip("/") + "/"
         for archive in missing:
-            print(f"[{name}] downloading {base + archive}", file=sys.stderr, flush=True)
+            logger.info("[%s] downloading %s", name, base + archive)
             download(base + archive, archive_dir / archive, retries=spec["retries"], progress=progress)
     elif missing:
         raise _missing_error(name, spec, names, missing, archive_dir)
@@ -275,8 +278,8 @@ def _ingest_archives(name: str, spec: dict, data_root: Path, progress: bool) -> 
 
     if ingested and all(index[n]["sha256"] == shas[n] for n in names):
         # The same content (e.g. a copy with a new modification time): the extracted tree is already right.
-        print(f"[{name}] {extracted} already holds these archives (same sha256); not extracting again (delete that "
-              "folder to extract again)", file=sys.stderr, flush=True)
+        logger.info("[%s] %s already holds these archives (same sha256); not extracting again (delete that folder "
+                    "to extract again)", name, extracted)
         write_json(extracted / INDEX, {"archives": {n: {**index[n], **archives[n]} for n in names}})
     else:
         def write_index(tmp: Path, members: dict[str, list[str]]) -> None:
@@ -297,9 +300,9 @@ def _ingest_archives(name: str, spec: dict, data_root: Path, progress: bool) -> 
     if any(recorded.get(n) != shas[n] for n in names):
         write_json(record_path, {**recorded, **shas})
     if new:
-        print(f"[{name}] no sha256 configured for {', '.join(new)}; recorded in {record_path}, and checked whenever "
-              f"the archives are ingested again. To pin them (optional), {config_advice(name, {'sha256': shas})}",
-              file=sys.stderr, flush=True)
+        logger.info("[%s] no sha256 configured for %s; recorded in %s, and checked whenever the archives are "
+                    "ingested again. To pin them (optional), %s", name, ", ".join(new), record_path,
+                    config_advice(name, {"sha256": shas}))
     return _receipt(name, way, extracted, archives)
 
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from diga.errors import DatasetError
+
 IGNORE_INDEX = 255
 
 CLASS_NAMES: tuple[str, ...] = (
@@ -82,11 +84,11 @@ def class_id(name: str) -> int:
 
 
 def check_label_ids(label: np.ndarray, num_classes: int, source: str) -> None:
-    """Raise ValueError if a label map holds ids outside 0..num_classes-1 and the ignore index."""
+    """Raise DatasetError (a ValueError) if a label map holds ids outside 0..num_classes-1 and the ignore index."""
     values = np.unique(label)
     bad = values[(values >= num_classes) & (values != IGNORE_INDEX)]
     if bad.size:
-        raise ValueError(
+        raise DatasetError(
             f"{source}: label ids {bad.tolist()} are outside the {num_classes} trainIds "
             f"(0..{num_classes - 1}) and the ignore index {IGNORE_INDEX}. Labels must be trainIds: "
             "convert raw dataset ids with the dataset's lookup table (diga prepare) before training."

@@ -20,9 +20,9 @@ list, so training never decodes a full-size PNG only to shrink it. A pair alread
 from __future__ import annotations
 
 import json
+import logging
 import os
 import signal
-import sys
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
@@ -35,6 +35,9 @@ from PIL import Image
 from diga.atomic import atomic_dir
 from diga.data.labels import CITYSCAPES_LABEL_IDS, SYNTHIA_IDS, lookup_table
 from diga.data.streams import Size, size_name, stream_list
+from diga.errors import DigaError
+
+logger = logging.getLogger(__name__)
 
 MANIFEST_VERSION = 2  # 2: resize streams
 
@@ -58,7 +61,7 @@ GTA5_EXCLUDED_RANGES = (
 RAW_ID_RANGE = {"cityscapes": 33, "gta5": 33, "synthia": 22}  # largest raw id a valid label holds
 
 
-class PreparationError(RuntimeError):
+class PreparationError(DigaError, RuntimeError):
     """A dataset tree that cannot be prepared (wrong layout, nothing usable)."""
 
 
@@ -198,7 +201,7 @@ def _map(function: Callable, jobs: list, workers: int, what: str) -> list:
             for index, result in enumerate(pool.map(function, jobs, chunksize=16), start=1):
                 results.append(result)
                 if index % 500 == 0:
-                    print(f"[prepare] {what}: {index}/{len(jobs)}", file=sys.stderr, flush=True)
+                    logger.info("[prepare] %s: %d/%d", what, index, len(jobs))
         except KeyboardInterrupt:
             pool.shutdown(cancel_futures=True)  # drop the queued pairs, let the running chunks end, then clean up
             raise
@@ -331,10 +334,10 @@ def prepare(dataset: str, tree: str | Path, out: str | Path, num_classes: int, w
         stream_record = write_streams(tmp, lists, list(stream_lists), [tuple(size) for size in streams], workers)
         _write_report(tmp, dataset, counts, expected, broken, warnings)
         for warning in warnings:
-            print(f"[prepare {dataset}] warning: {warning}", file=sys.stderr, flush=True)
+            logger.warning("[prepare %s] warning: %s", dataset, warning)
         for record in broken[:20]:
-            print(f"[prepare {dataset}] skipped pair {record['image']}: {_where(record)}: {record['problem']}",
-                  file=sys.stderr, flush=True)
+            logger.warning("[prepare %s] skipped pair %s: %s: %s", dataset, record["image"], _where(record),
+                           record["problem"])
         if strict_counts and any("pairs found" in w for w in warnings):
             raise PreparationError(f"{dataset}: counts differ from the real dataset ({'; '.join(warnings)}); the "
                                    "archives are incomplete. Re-acquire them, or set datasets.strict_counts: false")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import sys
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +18,8 @@ from diga.runtime.datasets import target_train
 from diga.runtime.device import device_for
 from diga.runtime.metrics import confusion_matrix, iou_per_class, pixel_accuracy
 from diga.runtime.precision import inference_precision_for
+
+logger = logging.getLogger(__name__)
 
 
 def save_label_png(label: np.ndarray, path: Path, num_classes: int = 19) -> None:
@@ -49,7 +51,7 @@ def make_pseudolabels(settings: dict, checkpoint: Path, out_dir: Path, summary_p
             if "truth" in item:  # target-train labels, for the summary's accuracy only
                 confusion += confusion_matrix(label, item["truth"], num_classes)
             if (index + 1) % 100 == 0:
-                print(f"[pseudolabels] {index + 1}/{len(dataset)} images", file=sys.stderr, flush=True)
+                logger.info("[pseudolabels] %d/%d images", index + 1, len(dataset))
     share = (counts / max(1, counts.sum())).round(5).tolist()
     summary = {"images": len(dataset), "class_pixel_share": dict(zip(class_names(num_classes), share, strict=True))}
     if confusion.sum() > 0:  # only where target-train labels exist (ToyCity); used for diagnostics only

@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from diga.errors import MissingWeightsError, WeightsError
 from diga.models.input_space import InputSpace
 
 
@@ -200,7 +201,7 @@ def load_backbone_weights(net: DeepLabV2, path: str) -> None:
     from pathlib import Path
 
     if not Path(path).is_file():
-        raise FileNotFoundError(
+        raise MissingWeightsError(
             f"model.init points at {path}, which does not exist. Put the initial weights there (README: "
             "'Initial weights'), or set model.init: random to train from scratch."
         )
@@ -212,5 +213,5 @@ def load_backbone_weights(net: DeepLabV2, path: str) -> None:
     wanted = net.backbone.state_dict()
     matched = {k: v for k, v in state.items() if k in wanted and v.shape == wanted[k].shape}
     if len(matched) < len(wanted) // 2:
-        raise ValueError(f"{path}: only {len(matched)} of {len(wanted)} backbone tensors match; wrong weights file?")
+        raise WeightsError(f"{path}: only {len(matched)} of {len(wanted)} backbone tensors match; wrong weights file?")
     net.backbone.load_state_dict(matched, strict=False)

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from diga.errors import MissingWeightsError
+
 # The file names torchvision caches its ImageNet weights under (torch.hub's checkpoints folder).
 TORCHVISION_FILES = {
     "resnet101": ("resnet101-63fe2227.pth", "resnet101-cd907fc2.pth"),
@@ -36,14 +38,14 @@ def resolve_backbone_init(init: str) -> str:
         path = cached_torchvision_weights("resnet101")
         if path is None:
             names = " or ".join(TORCHVISION_FILES["resnet101"])
-            raise FileNotFoundError(
+            raise MissingWeightsError(
                 f"model.init is 'torchvision' but no ResNet-101 ImageNet weights ({names}) are in "
                 f"{torchvision_cache()}. On a machine with internet run `python -c \"import torchvision; "
                 "torchvision.models.resnet101(weights='IMAGENET1K_V1')\"` and copy the cache, or give the paper's "
                 f"DeepLab init ({DEEPLAB_INIT}, README 'Real benchmarks') as model.init.")
         return str(path)
     if not Path(init).is_file():
-        raise FileNotFoundError(
+        raise MissingWeightsError(
             f"model.init points at {init}, which does not exist. Put the initial weights there (the paper's "
             f"ImageNet+COCO DeepLab init is {DEEPLAB_INIT}; README 'Real benchmarks'), use model.init: torchvision "
             "for cached ImageNet weights, or model.init: random to train from scratch.")
@@ -55,14 +57,14 @@ def resolve_vgg_weights(path: str | None) -> str:
     if path is None:
         cached = cached_torchvision_weights("vgg19")
         if cached is None:
-            raise FileNotFoundError(
+            raise MissingWeightsError(
                 f"stages.translator.perceptual_weight > 0 needs VGG19 ImageNet weights: set "
                 f"stages.translator.vgg_weights to vgg19-dcbb9e9d.pth "
                 f"(https://download.pytorch.org/models/vgg19-dcbb9e9d.pth) or put it in "
                 f"{torchvision_cache()}; or set stages.translator.perceptual_weight: 0")
         return str(cached)
     if not Path(path).is_file():
-        raise FileNotFoundError(
+        raise MissingWeightsError(
             f"stages.translator.vgg_weights {path} does not exist: download torchvision's vgg19 ImageNet weights "
             "(https://download.pytorch.org/models/vgg19-dcbb9e9d.pth) there, or set "
             "stages.translator.perceptual_weight: 0")

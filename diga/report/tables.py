@@ -15,6 +15,7 @@ import pandas as pd
 import yaml
 
 from diga.atomic import write_text
+from diga.config import ConfigError
 from diga.stages import label as stage_label
 from diga.stages import order as stage_order
 
@@ -91,7 +92,7 @@ def reference_rows(references: list[dict], class_names: list[str], columns: list
         values = {c: (math.nan, None) for c in columns}
         per_class = ref.get("per_class") or []
         if per_class and len(per_class) != len(class_names):
-            raise ValueError(f"references: {ref['method']} has {len(per_class)} per-class values, the table has "
+            raise ConfigError(f"references: {ref['method']} has {len(per_class)} per-class values, the table has "
                              f"{len(class_names)} classes; fix config/references.yaml")
         for name, value in zip(class_names, per_class, strict=False):
             values[name] = (float(value), None)
@@ -251,7 +252,7 @@ def write_pseudolabel_table(train_logs: list[str | Path], summaries: list[str | 
         log = pd.read_csv(log_path)
         summary = json.loads(Path(summary_path).read_text())
         if "pl_acc_kept" not in log:
-            raise ValueError(f"{log_path} has no pseudo-label accuracy: the target-train labels are needed "
+            raise ConfigError(f"{log_path} has no pseudo-label accuracy: the target-train labels are needed "
                              "(data.target.train_has_labels: true)")
         records.append({"round": Path(log_path).parent.name, "from": Path(summary_path).parent.name,
                         "offline_accuracy": summary["pixel_accuracy"], "kept": 100 * log["kept_fraction"].mean(),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import torch
 
+from diga.config import ConfigError
 from diga.runtime import distributed
 
 
@@ -14,5 +15,5 @@ def device_for(settings: dict) -> torch.device:
     if wanted == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if wanted == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("train.device is 'cuda' but no CUDA device is visible; set train.device: cpu or auto")
+        raise ConfigError("train.device is 'cuda' but no CUDA device is visible; set train.device: cpu or auto")
     return torch.device(wanted)

@@ -8,7 +8,7 @@ Losses, softmax and the EMA always run in fp32: `Precision.run` returns fp32 out
 
 from __future__ import annotations
 
-import sys
+import logging
 from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import dataclass
@@ -18,6 +18,8 @@ import torch
 from torch import nn
 
 from diga.config import replace
+
+logger = logging.getLogger(__name__)
 
 MODES = ("fp32", "tf32", "bf16")
 
@@ -83,8 +85,8 @@ class Compiled:
             try:
                 return self.compiled(*args)
             except Exception as error:  # noqa: BLE001 - any compiler failure: run eager instead
-                print(f"[precision] torch.compile failed ({type(error).__name__}: {str(error)[:200]}); "
-                      "running eager. Set train.compile: false to skip the attempt.", file=sys.stderr, flush=True)
+                logger.warning("[precision] torch.compile failed (%s: %s); running eager. Set train.compile: false "
+                               "to skip the attempt.", type(error).__name__, str(error)[:200])
                 self.compiled = None
         return self.module(*args)
 

@@ -3,7 +3,7 @@ both measure."""
 
 from __future__ import annotations
 
-import sys
+import logging
 
 import numpy as np
 import torch
@@ -13,6 +13,8 @@ from diga.runtime.datasets import target_val
 from diga.runtime.metrics import confusion_matrix
 from diga.runtime.precision import inference_precision_for
 from diga.runtime.predict import multiscale_logits
+
+logger = logging.getLogger(__name__)
 
 
 @torch.no_grad()
@@ -35,5 +37,5 @@ def confusion_on_val(settings: dict, model: torch.nn.Module, device: torch.devic
             confusion += confusion_matrix(prediction, labels, num_classes)
         done += len(items)
         if (index + 1) % 50 == 0:
-            print(f"[evaluate] {done}/{len(dataset)} images", file=sys.stderr, flush=True)
+            logger.info("[evaluate] %d/%d images", done, len(dataset))
     return confusion.cpu().numpy()

@@ -7,7 +7,7 @@ last-iteration model, labelled as such, never instead of it). Off when val_every
 
 from __future__ import annotations
 
-import sys
+import logging
 from pathlib import Path
 
 import torch
@@ -17,6 +17,8 @@ from diga.runtime import distributed
 from diga.runtime.checkpoints import save_segmenter
 from diga.runtime.metrics import mean_iou
 from diga.runtime.validation import confusion_on_val
+
+logger = logging.getLogger(__name__)
 
 
 class BestOnVal:
@@ -44,8 +46,8 @@ class BestOnVal:
         student.eval()
         miou = 100 * mean_iou(confusion_on_val(self.settings, student, self.device))
         student.train(was_training)
-        print(f"[{self.stage}] val mIoU {miou:.2f} after {iteration} iterations (best {max(miou, self.best):.2f})",
-              file=sys.stderr, flush=True)
+        logger.info("[%s] val mIoU %.2f after %d iterations (best %.2f)", self.stage, miou, iteration,
+                    max(miou, self.best))
         if miou > self.best:
             self.best = miou
             if distributed.is_main():  # one process writes the outputs

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import logging
 import math
 import signal
 import sys
@@ -15,16 +16,19 @@ import torch
 from torch import nn
 
 from diga.atomic import write_text
+from diga.errors import DigaError
 from diga.runtime import distributed
 from diga.train.resume import Resume
 from diga.train.sgd import ListedSGD
 from diga.train.stop import TrainingInterrupted, stop_on_signals
 
+logger = logging.getLogger(__name__)
+
 # A step returns the loss terms (summed into the loss) and extra statistics (logged only).
 StepFn = Callable[[int], tuple[dict[str, torch.Tensor], dict[str, float]]]
 
 
-class NonFiniteLossError(RuntimeError):
+class NonFiniteLossError(DigaError, RuntimeError):
     """The loss became NaN or infinite."""
 
 
@@ -188,7 +192,7 @@ def run_training(name: str, step: StepFn, optimizer: torch.optim.Optimizer, iter
     first, rows = 0, []
     if resume is not None and (restored := resume.load()) is not None:
         first, rows = restored
-        print(f"[{name}] resumed from {resume.path} at iteration {first}/{iterations}", file=sys.stderr, flush=True)
+        logger.info("[%s] resumed from %s at iteration %d/%d", name, resume.path, first, iterations)
     end = iterations if stop_at is None else min(stop_at, iterations)
     progress = Progress(name, end, log_every, first)
     pending = PendingRows(name, rows, progress)

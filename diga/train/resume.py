@@ -15,9 +15,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import random
-import sys
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +28,8 @@ import torch
 
 from diga.atomic import atomic_path
 from diga.runtime import distributed
+
+logger = logging.getLogger(__name__)
 
 RESUME_FILE = "resume.pt"
 
@@ -124,7 +126,7 @@ class Resume:
             return None
         payload = torch.load(self.path, map_location="cpu", weights_only=False)
         if payload.get("fingerprint") != self.fingerprint or len(payload["ranks"]) != distributed.world_size():
-            print(f"ignoring {self.path}: it was written with other settings or inputs", file=sys.stderr)
+            logger.warning("ignoring %s: it was written with other settings or inputs", self.path)
             return None
         shared, own = self._split()
         mine = payload["ranks"][distributed.rank()]

@@ -8,12 +8,14 @@ import signal
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+from diga.errors import DigaError
+
 # EX_TEMPFAIL, "try again later". Any non-zero status makes Snakemake retry the job (with --retries).
 INTERRUPTED_EXIT_CODE = 75
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGUSR1)
 
 
-class TrainingInterrupted(RuntimeError):
+class TrainingInterrupted(DigaError, RuntimeError):
     """Training stopped on a signal after saving a checkpoint; rerunning the stage resumes it."""
 
     exit_code = INTERRUPTED_EXIT_CODE

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from diga.config import ConfigError
 from diga.method.losses import segmentation_loss
 from diga.runtime import distributed
 from diga.runtime.checkpoints import new_segmenter, save_segmenter
@@ -24,7 +25,7 @@ def train_supervised(settings: dict, seed: int, stage: str, out_dir: Path) -> No
     stage_cfg = settings["stages"][stage]
     if stage == "oracle":
         if not settings["data"]["target"]["train_has_labels"]:
-            raise ValueError("the oracle needs target-train labels; set stages.oracle.enabled: false for this "
+            raise ConfigError("the oracle needs target-train labels; set stages.oracle.enabled: false for this "
                              "benchmark")
         stream = domain_batches(settings, "target", stage_cfg["batch"], generator, device, with_labels=True)
     else:

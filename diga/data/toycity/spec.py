@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from diga.config import ConfigError
+
 
 @dataclass(frozen=True)
 class ToyCitySpec:
@@ -24,9 +26,9 @@ class ToyCitySpec:
         def integer(name: str, minimum: int, why: str) -> None:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int):
-                raise ValueError(f"ToyCitySpec.{name} must be an integer, got {value!r}; {why}")
+                raise ConfigError(f"ToyCitySpec.{name} must be an integer, got {value!r}; {why}")
             if value < minimum:
-                raise ValueError(f"ToyCitySpec.{name}={value} is too small; set {name} >= {minimum} ({why})")
+                raise ConfigError(f"ToyCitySpec.{name}={value} is too small; set {name} >= {minimum} ({why})")
 
         integer("seed", 0, "the data seed must be a non-negative integer")
         integer("height", 32, "smaller canvases cannot hold the scene's thin objects")
@@ -36,9 +38,9 @@ class ToyCitySpec:
         integer("n_target_val", 1, "each split needs at least one image")
         shift = self.shift
         if isinstance(shift, bool) or not isinstance(shift, (int, float)):
-            raise ValueError(f"ToyCitySpec.shift must be a number in [0, 1], got {shift!r}")
+            raise ConfigError(f"ToyCitySpec.shift must be a number in [0, 1], got {shift!r}")
         if not (0.0 <= float(shift) <= 1.0):
-            raise ValueError(f"ToyCitySpec.shift={shift} is outside [0, 1]; set shift between 0 (no domain "
+            raise ConfigError(f"ToyCitySpec.shift={shift} is outside [0, 1]; set shift between 0 (no domain "
                              "shift) and 1 (full shift)")
 
     def count(self, domain: str, split: str) -> int:
