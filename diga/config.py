@@ -8,7 +8,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from diga.errors import DigaError
+from diga.errors import ConfigError
 
 # Shipped inside the package (package data), so an installed wheel validates configs as the source tree does;
 # the Snakefile validates against the same file.
@@ -19,10 +19,6 @@ SCHEMA_LOCATION = f"diga/schema/{SCHEMA_NAME}"
 def schema_text() -> str:
     """The config schema (YAML) as shipped with the package."""
     return (resources.files("diga") / "schema" / SCHEMA_NAME).read_text(encoding="utf-8")
-
-
-class ConfigError(DigaError, ValueError):
-    """A configuration that does not match the schema, or settings that do not fit together or this run."""
 
 
 def _with_defaults(validator_class):

@@ -4,8 +4,8 @@ A `DigaError` is a problem the user fixes (a config key, a missing or wrong file
 message names the problem and the fix, and the `diga` command prints it on one line, without a traceback. Any other
 exception is a bug, or a failure of the machine (CUDA out of memory, a full disk), and keeps its traceback.
 
-The other errors live beside the code that raises them: `ConfigError` (diga.config), `MissingDatasetError`
-(diga.data.datasets), `PngError` (diga.data.png16), `ArchiveError`, `ChecksumError` and `DownloadError`
+The other errors live beside the code that raises them: `MissingDatasetError`
+(diga.data.datasets), `ArchiveError`, `ChecksumError` and `DownloadError`
 (diga.data.archives), `AcquisitionError` (diga.data.ingest), `PreparationError` (diga.data.prepare),
 `NonFiniteLossError` (diga.train.loop) and `TrainingInterrupted` (diga.train.stop). Each also derives from the
 builtin exception it was before (ValueError, RuntimeError, FileNotFoundError), so existing handlers still catch it.
@@ -16,6 +16,10 @@ from __future__ import annotations
 
 class DigaError(Exception):
     """A problem the user can fix; the message says how."""
+
+
+class ConfigError(DigaError, ValueError):
+    """A configuration that does not match the schema, or settings that do not fit together or this run."""
 
 
 class UsageError(DigaError, ValueError):

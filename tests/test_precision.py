@@ -32,7 +32,8 @@ def test_auto_is_fp32_on_cpu_and_bf16_channels_last_on_cuda():
     assert (cpu.mode, cpu.channels_last) == ("fp32", False)
     gpu = precision_for(settings, torch.device("cuda"))  # only resolves the choice: no GPU needed
     assert (gpu.mode, gpu.channels_last, gpu.compile) == ("bf16", True, False)
-    fp32_gpu = precision_for({"train": {"precision": "fp32", "channels_last": "auto"}}, torch.device("cuda"))
+    fp32_gpu = precision_for({"train": {"precision": "fp32", "channels_last": "auto", "compile": False}},
+                             torch.device("cuda"))
     assert (fp32_gpu.mode, fp32_gpu.channels_last) == ("fp32", False)
     assert torch.backends.cuda.matmul.fp32_precision == "ieee"  # fp32 means IEEE fp32, not TF32
     with pytest.raises(ValueError, match="train.precision"):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from diga.config import ConfigError
+from diga.errors import ConfigError
 
 
 @dataclass(frozen=True)
