@@ -19,12 +19,14 @@ if ! python3 -c "import jsonschema" 2>/dev/null; then
   export PYTHONPATH=/tmp/site
 fi
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
-# CONFIG, EVAL_SIZE and LOADER can be overridden to try the script on a CPU with small configs (tests/test_bench.py);
+# CONFIG, EVAL_SIZE, LOADER and COMPILE_STAGES can be overridden to try the script on a CPU with small configs (tests/test_bench.py);
 # LIMIT_SCALE multiplies every step's time limit there (a CPU without native bf16 runs the bf16 modes ~10x slower).
 CONFIG=${CONFIG:-config/gta5_to_cityscapes.yaml}
 EVAL_SIZE=${EVAL_SIZE:-1024 2048}
 LOADER=${LOADER:-benchmarks/loader_gta5_size.yaml}
 LIMIT_SCALE=${LIMIT_SCALE:-1}
+# COMPILE_STAGES: the stages step 2 compiles (on a CPU, inductor takes minutes for the warm-up's graph).
+COMPILE_STAGES=${COMPILE_STAGES:-warmup evaluate}
 step() {  # name, time limit (s), command...: a step that fails or overruns is reported and the next one runs
   local name=$1 limit=$(( $2 * LIMIT_SCALE )); shift 2
   echo "== $name ($(date +%T))"
@@ -35,7 +37,7 @@ step() {  # name, time limit (s), command...: a step that fails or overruns is r
   python3 -c "import torch; print('torch', torch.__version__)"; } | tee "$OUT/device.txt"
 step modes 160 python3 -m diga bench --config $CONFIG --modes fp32 tf32 bf16 bf16+cl \
   --iterations 10 --warmup 3 --eval-size $EVAL_SIZE --out "$OUT/bench_modes.csv"
-step compile 145 python3 -m diga bench --config $CONFIG --stages warmup evaluate --modes bf16+cl bf16+cl+compile \
+step compile 145 python3 -m diga bench --config $CONFIG --stages $COMPILE_STAGES --modes bf16+cl bf16+cl+compile \
   --iterations 15 --warmup 5 --eval-size $EVAL_SIZE --out "$OUT/bench_compile.csv"
 step translator_24gb 35 python3 -m diga bench --config $CONFIG config/gpu_24gb.yaml --stages translator --modes bf16+cl \
   --iterations 3 --warmup 1 --out "$OUT/bench_translator_24gb.csv"

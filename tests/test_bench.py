@@ -103,7 +103,7 @@ def test_gpu_check_script_runs_every_step_on_cpu_with_small_configs(tmp_path):
     # The step limits are sized for the paper's network on an H200; a CPU gets 5x (seen on CI: a CPU without native
     # bf16 overran the unscaled limits at the tiny config).
     env = dict(os.environ, OUT=str(tmp_path / "out"), CONFIG=str(TINY_CONFIG), EVAL_SIZE="32 64", LOADER=str(loader),
-               LIMIT_SCALE="5")
+               LIMIT_SCALE="5", COMPILE_STAGES="evaluate")  # compiling the warm-up's graph takes minutes on a CPU
     result = subprocess.run(["bash", "benchmarks/gpu_check.sh"], cwd=REPO, env=env, capture_output=True, text=True,
                             timeout=3000)
     steps = [line for line in result.stdout.splitlines() if line.startswith("== ") and ": exit " in line]

@@ -292,7 +292,8 @@ def test_unsaved_buffers_are_restored(tmp_path):
     assert torch.equal(module.scale, torch.full((3,), 1 + 1e-7))
 
 
-SNAKEMAKE_SOURCE_ONLY = ("--configfile", str(DEFAULT_CONFIG), "--cores", "2", "--until", "source_only")
+SHORT = REPO / "tests" / "configs" / "short_source_only.yaml"  # source-only for 150 iterations, not 400
+SNAKEMAKE_SOURCE_ONLY = ("--configfile", str(DEFAULT_CONFIG), str(SHORT), "--cores", "2", "--until", "source_only")
 
 
 def _training_process(workdir: Path) -> int | None:
@@ -317,8 +318,8 @@ def snakemake_straight(tmp_path_factory) -> dict:
 
 @pytest.mark.parametrize("how", ["sigterm", "sigkill"])
 def test_snakemake_rerun_resumes_bit_identically(snakemake_straight, tmp_path, how):
-    """As a user reruns it: `snakemake --until source_only` with the default config, stopped after the periodic
-    checkpoint of iteration 50 by SIGTERM to the training process (it saves a checkpoint and exits) or by SIGKILL
+    """As a user reruns it: `snakemake --until source_only` with the default config (a shorter run), stopped after
+    the periodic checkpoint of iteration 50 by SIGTERM to the training process (it saves a checkpoint and exits) or by SIGKILL
     of Snakemake and the job (that checkpoint is left), then run again (after --unlock, with --rerun-incomplete),
     ends with the uninterrupted run's weights and log."""
     out = tmp_path / "results" / "toycity" / "seed0" / "source_only"
@@ -337,12 +338,12 @@ def test_snakemake_rerun_resumes_bit_identically(snakemake_straight, tmp_path, h
         os.killpg(snakemake.pid, signal.SIGKILL)
     assert snakemake.wait(timeout=120) != 0
     if how == "sigterm":
-        stopped = int(re.search(r"stopped by SIGTERM after iteration (\d+)/400", log.read_text())[1])
-        assert 50 < stopped < 400
+        stopped = int(re.search(r"stopped by SIGTERM after iteration (\d+)/150", log.read_text())[1])
+        assert 50 < stopped < 150
     else:
         stopped = 50
         run_snakemake("--configfile", str(DEFAULT_CONFIG), "--unlock", cwd=tmp_path)
     run_snakemake(*SNAKEMAKE_SOURCE_ONLY, "--rerun-incomplete", cwd=tmp_path)
-    resumed = f"resumed from {(out / RESUME_FILE).relative_to(tmp_path)} at iteration {stopped}/400"
+    resumed = f"resumed from {(out / RESUME_FILE).relative_to(tmp_path)} at iteration {stopped}/150"
     assert resumed in log.read_text()
     _assert_same(_outputs(out), snakemake_straight)
