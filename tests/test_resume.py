@@ -320,8 +320,8 @@ def snakemake_straight(tmp_path_factory) -> dict:
 def test_snakemake_rerun_resumes_bit_identically(snakemake_straight, tmp_path, how):
     """As a user reruns it: `snakemake --until source_only` with the default config (a shorter run), stopped after
     the periodic checkpoint of iteration 50 by SIGTERM to the training process (it saves a checkpoint and exits) or
-    by SIGKILL of Snakemake and the job (that checkpoint is left), then run again (after --unlock, with --rerun-incomplete),
-    ends with the uninterrupted run's weights and log."""
+    by SIGKILL of Snakemake and the job (that checkpoint is left), then run again (after --unlock, with
+    --rerun-incomplete), ends with the uninterrupted run's weights and log."""
     out = tmp_path / "results" / "toycity" / "seed0" / "source_only"
     log = tmp_path / "results" / "toycity" / "logs" / "seed0" / "source_only.log"
     snakemake = subprocess.Popen([sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"),
