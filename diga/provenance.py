@@ -44,6 +44,9 @@ def package_versions() -> dict[str, str]:
         "diga": diga.__version__,
         "torch": torch.__version__,
         "numpy": numpy.__version__,
+        # The CPU kernels torch picked (AVX2, AVX512, ...): on a CPU, the same config and seed give the same numbers
+        # only on the same kind; an AVX2 and an AVX-512 machine round differently and end a run with other floats.
+        "torch_cpu_kernels": torch.backends.cpu.get_cpu_capability(),
     }
 
 

@@ -56,6 +56,7 @@ def test_every_stage_writes_real_outputs(tiny_run):
         provenance = metrics["training_provenance"]
         assert len(provenance["config_hash"]) == 16 and provenance["git_commit"]
         assert provenance["versions"]["torch"] == torch.__version__
+        assert provenance["versions"]["torch_cpu_kernels"] == torch.backends.cpu.get_cpu_capability()
         with open(run / stage / "train_log.csv") as handle:
             rows = list(csv.DictReader(handle))
         assert len(rows) == 6 and all(math.isfinite(float(r["loss"])) for r in rows)
