@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 import torchvision
 
@@ -22,6 +23,15 @@ def test_toy_network_has_output_stride_8_and_a_feature_per_pixel():
     # conv1 /2 -> 32x64, maxpool (ceil) /2 -> 16x32, layer2 /2 -> 8x16 (ceil mode adds one row/col: 9x17)
     assert output.logits.shape == (2, 19, 9, 17)
     assert output.feat.shape == (2, 32, 9, 17)
+
+
+def test_output_stride_4_drops_the_stem_pool_and_keeps_the_parameters():
+    at_8, at_4 = build_segmenter(TOY, 19), build_segmenter(dict(TOY, output_stride=4), 19)
+    assert [p.shape for p in at_8.parameters()] == [p.shape for p in at_4.parameters()]
+    # conv1 /2 -> 32x64, no pool, layer2 /2 -> 16x32
+    assert at_4.eval()(torch.rand(2, 3, 64, 128)).logits.shape == (2, 19, 16, 32)
+    with pytest.raises(ValueError, match="output_stride=16"):
+        build_segmenter(dict(TOY, output_stride=16), 19)
 
 
 def test_paper_backbone_is_resnet101_with_the_proda_head():

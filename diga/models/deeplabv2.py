@@ -1,4 +1,4 @@
-"""DeepLabV2: a dilated ResNet (output stride 8) with the ProDA-style ASPP head.
+"""DeepLabV2: a dilated ResNet (output stride 8; 4 as an option for small images) with the ProDA-style ASPP head.
 
 One code path, two sizes chosen by config: ResNet-101 (Bottleneck [3, 4, 23, 3], width 64, head 256 with
 rates 6/12/18/24, the paper's) and a small BasicBlock ResNet for ToyCity on a CPU.
@@ -17,7 +17,7 @@ from diga.models.input_space import InputSpace
 
 
 class SegOutput(NamedTuple):
-    logits: torch.Tensor  # B x C x h x w, at output stride 8
+    logits: torch.Tensor  # B x C x h x w, at the output stride (8, or 4)
     feat: torch.Tensor    # B x D x h x w, the head feature used for class centroids
 
 
@@ -67,13 +67,16 @@ def _shortcut(in_ch: int, out_ch: int, stride: int) -> nn.Module | None:
 
 
 class DilatedResNet(nn.Module):
-    """ResNet with layer3/layer4 dilated (2, 4) instead of strided: output stride 8."""
+    """ResNet with layer3/layer4 dilated (2, 4) instead of strided: output stride 8, or 4 without the stem's
+    max-pool (for small images, where thin objects are a pixel or two wide; the parameters are the same)."""
 
-    def __init__(self, block: type[nn.Module], layers: list[int], width: int):
+    def __init__(self, block: type[nn.Module], layers: list[int], width: int, output_stride: int = 8):
         super().__init__()
+        if output_stride not in (4, 8):
+            raise ValueError(f"model.output_stride={output_stride}; choose 8 (DeepLabV2) or 4")
         self.conv1 = nn.Conv2d(3, width, 7, 2, padding=3, bias=False)
         self.bn1 = nn.BatchNorm2d(width)
-        self.maxpool = nn.MaxPool2d(3, 2, padding=1, ceil_mode=True)
+        self.maxpool = nn.MaxPool2d(3, 2, padding=1, ceil_mode=True) if output_stride == 8 else nn.Identity()
         self.in_ch = width
         self.layer1 = self._stage(block, width, layers[0], stride=1, dilation=1)
         self.layer2 = self._stage(block, width * 2, layers[1], stride=2, dilation=1)
@@ -166,7 +169,8 @@ def official_backbone_listing(backbone: nn.Module) -> list[nn.Parameter]:
 def build_segmenter(model: dict, num_classes: int) -> DeepLabV2:
     """Build the network a config describes, loading backbone weights when `init` is a path."""
     block = {"basic": BasicBlock, "bottleneck": Bottleneck}[model["block"]]
-    backbone = DilatedResNet(block, model["layers"], model["width"])
+    # Checkpoints written before output_stride existed were at output stride 8.
+    backbone = DilatedResNet(block, model["layers"], model["width"], model.get("output_stride", 8))
     head = ProdaHead(backbone.out_channels, model["head_channels"], model["head_rates"], model["gn_groups"],
                      model["se_reduction"], model["dropout"], num_classes)
     if model.get("head_init", "default") == "normal":
