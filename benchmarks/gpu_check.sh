@@ -19,7 +19,8 @@ if ! python3 -c "import jsonschema" 2>/dev/null; then
   export PYTHONPATH=/tmp/site
 fi
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
-# CONFIG, EVAL_SIZE, LOADER and COMPILE_STAGES can be overridden to try the script on a CPU with small configs (tests/test_bench.py);
+# CONFIG, EVAL_SIZE, LOADER and COMPILE_STAGES can be overridden to try the script on a CPU with small configs
+# (tests/test_bench.py);
 # LIMIT_SCALE multiplies every step's time limit there (a CPU without native bf16 runs the bf16 modes ~10x slower).
 CONFIG=${CONFIG:-config/gta5_to_cityscapes.yaml}
 EVAL_SIZE=${EVAL_SIZE:-1024 2048}

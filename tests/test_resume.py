@@ -292,7 +292,8 @@ def test_unsaved_buffers_are_restored(tmp_path):
     assert torch.equal(module.scale, torch.full((3,), 1 + 1e-7))
 
 
-SHORT = REPO / "tests" / "configs" / "short_source_only.yaml"  # source-only for 150 iterations, not 400
+SHORT = REPO / "tests" / "configs" / "short_source_only.yaml"  # a shorter source-only than the default 400
+SHORT_ITERATIONS = yaml.safe_load(SHORT.read_text())["stages"]["source_only"]["iterations"]
 SNAKEMAKE_SOURCE_ONLY = ("--configfile", str(DEFAULT_CONFIG), str(SHORT), "--cores", "2", "--until", "source_only")
 
 
@@ -338,12 +339,12 @@ def test_snakemake_rerun_resumes_bit_identically(snakemake_straight, tmp_path, h
         os.killpg(snakemake.pid, signal.SIGKILL)
     assert snakemake.wait(timeout=120) != 0
     if how == "sigterm":
-        stopped = int(re.search(r"stopped by SIGTERM after iteration (\d+)/150", log.read_text())[1])
-        assert 50 < stopped < 150
+        stopped = int(re.search(rf"stopped by SIGTERM after iteration (\d+)/{SHORT_ITERATIONS}", log.read_text())[1])
+        assert 50 < stopped < SHORT_ITERATIONS
     else:
         stopped = 50
         run_snakemake("--configfile", str(DEFAULT_CONFIG), "--unlock", cwd=tmp_path)
     run_snakemake(*SNAKEMAKE_SOURCE_ONLY, "--rerun-incomplete", cwd=tmp_path)
-    resumed = f"resumed from {(out / RESUME_FILE).relative_to(tmp_path)} at iteration {stopped}/150"
+    resumed = f"resumed from {(out / RESUME_FILE).relative_to(tmp_path)} at iteration {stopped}/{SHORT_ITERATIONS}"
     assert resumed in log.read_text()
     _assert_same(_outputs(out), snakemake_straight)
