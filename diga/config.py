@@ -66,7 +66,18 @@ def validate(settings: dict[str, Any], source: str = "config") -> dict[str, Any]
         _errors(validator, settings, source)
     check_batches(settings, source)
     check_official_switches(settings, source)
+    check_toycity(settings, source)
     return settings
+
+
+def check_toycity(settings: dict[str, Any], source: str = "config") -> None:
+    """The toycity section as the generator reads it (its shift range depends on its version)."""
+    if "toycity" in settings:
+        from diga.data.toycity.spec import ToyCitySpec
+        try:
+            ToyCitySpec(**settings["toycity"])
+        except ConfigError as error:
+            raise ConfigError(f"{source}: {error}") from None
 
 
 class Slice(dict):

@@ -49,3 +49,13 @@ def test_shared_definitions_still_check_values():
     assert "data/scale/0: 0 is less than or equal to the minimum of 0" in message
     assert "train/precision: 'fp16' is not one of" in message
     assert "stages/oracle/gpus: 0 is less than the minimum of 1" in message
+
+
+def test_toycity_shift_range_follows_the_generator_version():
+    base = str(REPO / "config" / "config.yaml")
+    with pytest.raises(config_module.ConfigError, match=r"shift=1.5 is outside \[0, 1\] for version 1"):
+        config_module.load(base, '{"toycity": {"shift": 1.5}}')
+    loaded = config_module.load(base, '{"toycity": {"shift": 1.5, "version": 2}}')
+    assert loaded["toycity"]["version"] == 2 and loaded["toycity"]["shift"] == 1.5
+    with pytest.raises(config_module.ConfigError, match="toycity.version"):
+        config_module.load(base, '{"toycity": {"version": 3}}')

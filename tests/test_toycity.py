@@ -20,6 +20,7 @@ from diga.data.toycity import (
     sample_rng,
     write_toycity,
 )
+from diga.data.toycity.style import TARGET_STYLES
 
 TINY = ToyCitySpec(seed=3, height=32, width=64, n_source=6, n_target_train=4, n_target_val=3)
 
@@ -122,11 +123,72 @@ def test_bad_spec_raises_with_field_name():
     with pytest.raises(ValueError, match="width"):
         ToyCitySpec(width=32)
     with pytest.raises(ValueError, match="shift"):
-        ToyCitySpec(shift=1.5)
+        ToyCitySpec(shift=1.5)                                           # version 1 ends at 1
+    with pytest.raises(ValueError, match="shift"):
+        ToyCitySpec(version=2, shift=2.5)                                # version 2 ends at 2
+    with pytest.raises(ValueError, match="version"):
+        ToyCitySpec(version=3)
     with pytest.raises(ValueError, match="n_source"):
         ToyCitySpec(n_source=0)
     with pytest.raises(ValueError, match="domain"):
         generate_sample(ToyCitySpec(), "other", "train", 0)
+
+
+def _class_shares(version: int, count: int = 200) -> tuple[np.ndarray, np.ndarray]:
+    """Pixel share of each class and the number of layouts that contain it, over `count` layouts."""
+    pixels, present = np.zeros(NUM_CLASSES), np.zeros(NUM_CLASSES)
+    for index in range(count):
+        counts = np.bincount(sample_layout(np.random.default_rng([7, index]), 64, 128, version).ravel(),
+                             minlength=NUM_CLASSES)
+        pixels += counts
+        present += counts > 0
+    return pixels / pixels.sum(), present
+
+
+def test_version_2_makes_thin_and_rare_classes_larger_and_more_frequent():
+    share1, present1 = _class_shares(1)
+    share2, present2 = _class_shares(2)
+    thin_and_rare = ("wall", "fence", "pole", "person", "rider", "truck", "bus", "train", "motorcycle", "bicycle")
+    for name in thin_and_rare:
+        c = CLASS_NAMES.index(name)
+        assert share2[c] > 1.2 * share1[c], (name, share1[c], share2[c])
+    for name in ("rider", "motorcycle", "bicycle"):                    # drawn more than 3x as much
+        c = CLASS_NAMES.index(name)
+        assert share2[c] > 3 * share1[c], (name, share1[c], share2[c])
+    # in version 2 every class is in at least a fifth of the layouts (version 1: the train in 5 %)
+    assert present2.min() >= 40, dict(zip(CLASS_NAMES, present2, strict=True))
+    assert present1[CLASS_NAMES.index("train")] < 20
+
+
+def test_version_2_poles_are_at_least_two_pixels_wide():
+    pole = CLASS_NAMES.index("pole")
+    for version, narrowest in ((1, 1), (2, 2)):
+        widths = []
+        for index in range(100):
+            label = sample_layout(np.random.default_rng([3, index]), 64, 128, version)
+            for row in label == pole:                                     # horizontal runs of pole pixels
+                edges = np.flatnonzero(np.diff(np.concatenate([[0], row.astype(int), [0]])))
+                widths += list(edges[1::2] - edges[::2])
+        # occlusion can clip a run, so look at the common case: the 10th percentile of run widths
+        assert np.percentile(widths, 10) == narrowest, (version, np.bincount(widths))
+
+
+def test_version_2_style_is_linear_in_shift_up_to_two():
+    assert TARGET_STYLES[2].hue_deg(1.0) == 45.0 and TARGET_STYLES[2].hue_deg(2.0) == 90.0
+    assert TARGET_STYLES[2].hue_deg(0.5) == 22.5
+    assert TARGET_STYLES[1].hue_deg(0.1) == pytest.approx(33.0)            # (60 + 6) ramped in by half
+    diffs = []
+    for shift in (0.5, 1.0, 2.0):
+        image0, label0 = generate_sample(ToyCitySpec(version=2, shift=0.0), "target", "val", 1)
+        image, label = generate_sample(ToyCitySpec(version=2, shift=shift), "target", "val", 1)
+        assert np.array_equal(label0, label)
+        diffs.append(np.abs(image0.astype(int) - image.astype(int)).mean())
+    assert diffs[0] < diffs[1] < diffs[2], diffs
+    spec = ToyCitySpec(version=2, shift=0.0)
+    rng = sample_rng(spec, "target", "train", 2)
+    layout = sample_layout(rng, spec.height, spec.width, 2)
+    twin = copy.deepcopy(rng)
+    assert np.array_equal(render_target(layout, rng, 0.0, 2), render_source(layout, twin))
 
 
 def _read_list(path):

@@ -14,12 +14,19 @@ camera of `diga.data.toycity.canvas` with the painter's algorithm, back to front
 
 The pixel shares follow Cityscapes' long tail: road, building, vegetation and sky are the largest
 classes; rider, motorcycle, light and train are rare (see the manifest's class_pixel_share).
+
+Two versions of the sizes and frequencies (`LAYOUTS`, chosen by `toycity.version`): 1, the original,
+whose thin objects are 1-2 px wide (below what a network at output stride 8 resolves on 64x128), and
+2, whose thin objects have floors of 2-3 px (poles), 3x5 px (lights), a 2.5 px radius (signs) and a
+2 px wide torso (persons), and whose rare classes (wall, fence, truck, bus, train, two-wheelers) are
+drawn more often, so that every class has enough pixels to be learned.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -46,8 +53,45 @@ from diga.data.toycity.classes import (
 )
 
 
-def sample_layout(rng: np.random.Generator, height: int, width: int) -> np.ndarray:
+@dataclass(frozen=True)
+class LayoutParams:
+    """The sizes and frequencies that differ between layout versions (see the module docstring)."""
+
+    pole_px: tuple[float, float]          # pole width (px) when far / near (near: 0.1 ch is >= pole_near_at px)
+    pole_near_at: float
+    light_min_px: tuple[float, float]     # traffic-light box: minimum width, height (px)
+    sign_min_px: float                    # sign: minimum radius (px)
+    person_min_half_px: float             # person torso: minimum half-width (px)
+    wall_p: float                         # per side: a low wall, a fence
+    fence_p: float
+    person_depth: float                   # persons at z = 1.2 + person_depth * U^1.5
+    truck_p: float
+    bus_p: float
+    train_p: float
+    motorcycles: tuple[str, float, float]  # (count law 'bernoulli' p or 'poisson' mean, its value, farthest z)
+    bicycles: tuple[str, float, float]
+    two_wheeler_near: float               # nearest z of a moving two-wheeler
+
+
+LAYOUTS = {
+    1: LayoutParams(pole_px=(1.0, 2.0), pole_near_at=1.2, light_min_px=(2.0, 3.0), sign_min_px=1.5,
+                    person_min_half_px=0.5, wall_p=0.3, fence_p=0.3, person_depth=20.0, truck_p=0.3, bus_p=0.2,
+                    train_p=0.05, motorcycles=("bernoulli", 0.15, 10.0), bicycles=("bernoulli", 0.35, 12.0),
+                    two_wheeler_near=1.8),
+    2: LayoutParams(pole_px=(2.0, 3.0), pole_near_at=2.5, light_min_px=(3.0, 5.0), sign_min_px=2.5,
+                    person_min_half_px=1.0, wall_p=0.5, fence_p=0.5, person_depth=14.0, truck_p=0.5, bus_p=0.35,
+                    train_p=0.2, motorcycles=("poisson", 0.6, 7.0), bicycles=("poisson", 0.8, 8.0),
+                    two_wheeler_near=1.5),
+}
+
+
+def _count(rng: np.random.Generator, law: str, value: float) -> int:
+    return int(rng.random() < value) if law == "bernoulli" else int(rng.poisson(value))
+
+
+def sample_layout(rng: np.random.Generator, height: int, width: int, version: int = 1) -> np.ndarray:
     """Draw one street-scene trainId map (uint8, HxW, values 0..18); see the module docstring."""
+    p = LAYOUTS[version]
     y_h = rng.uniform(0.38, 0.50) * height
     x_v = rng.uniform(0.35, 0.65) * width
     cv = Canvas(height, width, y_h, x_v)
@@ -104,10 +148,10 @@ def sample_layout(rng: np.random.Generator, height: int, width: int) -> np.ndarr
             cv.side_plane(s * line, z_min, rng.uniform(15.0, z_max),
                           lambda z, h0=h0, a=amp, f=freq, p=phase: h0 * (1.0 - a * np.abs(np.sin(f * z + p))),
                           VEGETATION)
-        if rng.random() < 0.3:                                        # a low wall in front of the line
+        if rng.random() < p.wall_p:                                   # a low wall in front of the line
             z0 = rng.uniform(0.5, 12.0)
             cv.side_plane(s * (line - 0.05), z0, z0 + rng.uniform(3.0, 15.0), rng.uniform(0.5, 1.4), WALL)
-        if rng.random() < 0.3:                                        # a fence along the sidewalk
+        if rng.random() < p.fence_p:                                  # a fence along the sidewalk
             z0 = rng.uniform(0.5, 10.0)
             u_f = side["sidewalk"][1] if rng.random() < 0.6 else side["sidewalk"][0]
             cv.side_plane(s * u_f, z0, z0 + rng.uniform(3.0, 15.0), rng.uniform(0.5, 1.0), FENCE)
@@ -132,11 +176,12 @@ def sample_layout(rng: np.random.Generator, height: int, width: int) -> np.ndarr
             topper = rng.choice(["light", "sign", "none"], p=[0.4, 0.4, 0.2])
             add_z = rng.uniform(1.3, 20.0)
             add(add_z, _pole, s * (inner + rng.uniform(0.15, 0.5)), add_z, rng.uniform(2.4, 3.8), topper,
-                rng.random() < 0.5, rng.uniform(1.6, 2.4))
+                rng.random() < 0.5, rng.uniform(1.6, 2.4), p)
         # persons on the sidewalk
         for _ in range(rng.poisson(2.2)):
-            z = 1.2 + 20.0 * rng.random() ** 1.5
-            add(z, _person, s * rng.uniform(inner + 0.2, outer - 0.1), z, rng.uniform(1.05, 1.3), PERSON)
+            z = 1.2 + p.person_depth * rng.random() ** 1.5
+            add(z, _person, s * rng.uniform(inner + 0.2, outer - 0.1), z, rng.uniform(1.05, 1.3), PERSON,
+                p.person_min_half_px)
         # a row of cars parked along the curb
         if rng.random() < 0.45:
             z = rng.uniform(1.8, 8.0)
@@ -146,33 +191,36 @@ def sample_layout(rng: np.random.Generator, height: int, width: int) -> np.ndarr
         # parked bicycles on the sidewalk
         if rng.random() < 0.15:
             z = rng.uniform(1.5, 12.0)
-            add(z, _two_wheeler, s * rng.uniform(inner + 0.2, outer - 0.2), z, BICYCLE, False)
+            add(z, _two_wheeler, s * rng.uniform(inner + 0.2, outer - 0.2), z, BICYCLE, False,
+                p.person_min_half_px)
 
     left, right = road_edge[-1] + 0.7, road_edge[1] - 0.7
     # vehicles on the road
     for _ in range(rng.poisson(2.5)):
         z = 1.6 + 28.0 * rng.random() ** 1.7                         # denser near the camera
         add(z, _car, rng.uniform(left, right), z, rng.random() < 0.2)
-    if rng.random() < 0.3:
+    if rng.random() < p.truck_p:
         z = rng.uniform(2.0, 30.0)
         add(z, _truck, rng.uniform(left, right), z)
-    if rng.random() < 0.2:
+    if rng.random() < p.bus_p:
         z = rng.uniform(2.5, 35.0)
         add(z, _bus, rng.uniform(left, right), z, rng.random() < 0.4)
-    if rng.random() < 0.05:                                           # a rare train (a tram along one side)
+    if rng.random() < p.train_p:                                      # a rare train (a tram along one side)
         z0 = rng.uniform(2.5, 9.0)
         s = -1 if rng.random() < 0.5 else 1
         u = s * (abs(road_edge[s]) + rng.uniform(-0.6, 0.8))
         add(z0, _train, u, z0, z0 + rng.uniform(12.0, 30.0), rng.uniform(2.2, 2.6))
     # two-wheelers with riders: motorcycles in traffic, cyclists near a road edge
     # (kept fairly near: far away they are a few pixels and mostly hidden behind the traffic)
-    if rng.random() < 0.15:
-        z = rng.uniform(1.8, 10.0)
-        add(z, _two_wheeler, rng.uniform(left, right), z, MOTORCYCLE, rng.random() < 0.9)
-    if rng.random() < 0.35:
-        z = rng.uniform(1.8, 12.0)
+    law, value, far = p.motorcycles
+    for _ in range(_count(rng, law, value)):
+        z = rng.uniform(p.two_wheeler_near, far)
+        add(z, _two_wheeler, rng.uniform(left, right), z, MOTORCYCLE, rng.random() < 0.9, p.person_min_half_px)
+    law, value, far = p.bicycles
+    for _ in range(_count(rng, law, value)):
+        z = rng.uniform(p.two_wheeler_near, far)
         s = -1 if rng.random() < 0.5 else 1
-        add(z, _two_wheeler, s * (abs(road_edge[s]) - rng.uniform(0.9, 1.4)), z, BICYCLE, True)
+        add(z, _two_wheeler, s * (abs(road_edge[s]) - rng.uniform(0.9, 1.4)), z, BICYCLE, True, p.person_min_half_px)
 
     for _, draw in sorted(objects, key=lambda item: -item[0]):
         draw()
@@ -199,16 +247,17 @@ def _tree(cv: Canvas, u: float, z: float, crown_h: float, crown_r: float) -> Non
     cv.ellipse(x, cv.y(crown_h, z), cv.px(crown_r, z), cv.px(0.8 * crown_r, z), VEGETATION)
 
 
-def _pole(cv: Canvas, u: float, z: float, h: float, topper: str, disc: bool, sign_h: float) -> None:
+def _pole(cv: Canvas, u: float, z: float, h: float, topper: str, disc: bool, sign_h: float,
+          p: LayoutParams) -> None:
     x = cv.x(u, z)
-    width = 1.0 if cv.px(0.1, z) < 1.2 else 2.0                     # 1-2 px wide
+    width = p.pole_px[0] if cv.px(0.1, z) < p.pole_near_at else p.pole_px[1]
     x0 = round(x - width / 2)
     cv.rect(x0, cv.y(h, z), x0 + width, cv.y(0.0, z), POLE)
     if topper == "light":
-        w, hh = max(2.0, cv.px(0.35, z)), max(3.0, cv.px(0.9, z))
+        w, hh = max(p.light_min_px[0], cv.px(0.35, z)), max(p.light_min_px[1], cv.px(0.9, z))
         cv.rect(x - w / 2, cv.y(h, z) - hh * 0.3, x + w / 2, cv.y(h, z) + hh * 0.7, LIGHT)
     elif topper == "sign":
-        r = max(1.5, cv.px(0.3, z))
+        r = max(p.sign_min_px, cv.px(0.3, z))
         yc = cv.y(min(sign_h, h), z)
         if disc:
             cv.ellipse(x, yc, r, r, SIGN)
@@ -216,10 +265,10 @@ def _pole(cv: Canvas, u: float, z: float, h: float, topper: str, disc: bool, sig
             cv.triangle(x, yc, r * 1.1, SIGN)
 
 
-def _person(cv: Canvas, u: float, z: float, h: float, cls: int, base: float = 0.0) -> None:
-    """A person (or a rider when base > 0: the figure starts at height `base`)."""
+def _person(cv: Canvas, u: float, z: float, h: float, cls: int, min_half: float, base: float = 0.0) -> None:
+    """A person (or a rider when base > 0: the figure starts at height `base`); torso half-width >= min_half px."""
     x = cv.x(u, z)
-    half = max(0.5, cv.px(0.17, z))
+    half = max(min_half, cv.px(0.17, z))
     head = max(0.6, cv.px(0.11 * h, z))
     top = base + h
     cv.ellipse(x, cv.y(top - 0.11 * h, z), head, head, cls)                              # head
@@ -268,7 +317,7 @@ def _train(cv: Canvas, u: float, z_near: float, z_far: float, h: float) -> None:
     cv.rect(x0, cv.y(h, z_near), x1, cv.y(0.1, z_near), TRAIN)
 
 
-def _two_wheeler(cv: Canvas, u: float, z: float, cls: int, ridden: bool) -> None:
+def _two_wheeler(cv: Canvas, u: float, z: float, cls: int, ridden: bool, rider_min_half: float) -> None:
     """A bicycle or motorcycle in side view (a wheel pair and a frame), with an optional rider."""
     x = cv.x(u, z)
     r = max(1.0, cv.px(0.24 if cls == MOTORCYCLE else 0.22, z))
@@ -283,4 +332,4 @@ def _two_wheeler(cv: Canvas, u: float, z: float, cls: int, ridden: bool) -> None
     if cls == MOTORCYCLE:
         cv.rect(x - gap * 0.6, y_frame, x + gap * 0.6, cv.y(0.2, z), cls)
     if ridden:
-        _person(cv, u, z, 1.0, RIDER, base=0.45)
+        _person(cv, u, z, 1.0, RIDER, rider_min_half, base=0.45)

@@ -31,9 +31,9 @@ def sample_rng(spec: ToyCitySpec, domain: str, split: str, index: int) -> np.ran
 def generate_sample(spec: ToyCitySpec, domain: str, split: str, index: int) -> tuple[np.ndarray, np.ndarray]:
     """One (image uint8 HxWx3, label uint8 HxW) pair; the layout is drawn before the style."""
     rng = sample_rng(spec, domain, split, index)
-    label = sample_layout(rng, spec.height, spec.width)
+    label = sample_layout(rng, spec.height, spec.width, spec.version)
     if domain == "source":
         image = render_source(label, rng)
     else:
-        image = render_target(label, rng, float(spec.shift))
+        image = render_target(label, rng, float(spec.shift), spec.version)
     return image, label

@@ -6,6 +6,8 @@ from dataclasses import dataclass
 
 from diga.errors import ConfigError
 
+VERSIONS = {1: 1.0, 2: 2.0}  # generator version -> the largest shift it renders (style.TARGET_STYLES[v].max_shift)
+
 
 @dataclass(frozen=True)
 class ToyCitySpec:
@@ -17,7 +19,8 @@ class ToyCitySpec:
     n_source: int = 300      # source train images
     n_target_train: int = 200
     n_target_val: int = 100
-    shift: float = 1.0       # 0 = target looks like source, 1 = full shift
+    shift: float = 1.0       # 0 = target looks like source; 1 = the version's full (v1) or default (v2) shift
+    version: int = 1         # layout sizes and target style (diga.data.toycity.layout.LAYOUTS, style.TARGET_STYLES)
 
     def __post_init__(self) -> None:
         self.validate()
@@ -36,12 +39,16 @@ class ToyCitySpec:
         integer("n_source", 1, "each split needs at least one image")
         integer("n_target_train", 1, "each split needs at least one image")
         integer("n_target_val", 1, "each split needs at least one image")
+        if self.version not in VERSIONS or isinstance(self.version, bool):
+            raise ConfigError(f"ToyCitySpec.version={self.version!r} is not one of {sorted(VERSIONS)}; 1 is the "
+                             "original generator, 2 the one with learnable thin classes and a milder, linear shift")
+        top = VERSIONS[self.version]
         shift = self.shift
         if isinstance(shift, bool) or not isinstance(shift, (int, float)):
-            raise ConfigError(f"ToyCitySpec.shift must be a number in [0, 1], got {shift!r}")
-        if not (0.0 <= float(shift) <= 1.0):
-            raise ConfigError(f"ToyCitySpec.shift={shift} is outside [0, 1]; set shift between 0 (no domain "
-                             "shift) and 1 (full shift)")
+            raise ConfigError(f"ToyCitySpec.shift must be a number in [0, {top:g}], got {shift!r}")
+        if not (0.0 <= float(shift) <= top):
+            raise ConfigError(f"ToyCitySpec.shift={shift} is outside [0, {top:g}] for version {self.version}; set "
+                             f"shift between 0 (no domain shift) and {top:g}")
 
     def count(self, domain: str, split: str) -> int:
         return {("source", "train"): self.n_source, ("target", "train"): self.n_target_train,

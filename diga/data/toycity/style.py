@@ -10,10 +10,10 @@ sub-quantisation pixel noise (sigma 0.002). Colour is a perfect cue: the shortcu
 Target style ("Cityscapes-like", `render_target`)
 ------------------------------------------------
 The source rendering of a colour table whose confusable classes are pulled toward a partner, then
-appearance effects, every one scaled by the single knob `shift` in [0, 1]. The constants were
-calibrated in an early stand-alone run of this generator, with the class pull
-lowered from 0.6 to 0.4 so the target ceiling (the oracle) is less limited by colour collisions:
+appearance effects, every one scaled by the single knob `shift`. Two versions (`TARGET_STYLES`,
+chosen by `toycity.version`):
 
+Version 1 (shift in [0, 1]), calibrated in an early stand-alone run of this generator:
 1. class pull by 0.4*shift: sidewalk->road, terrain->vegetation, wall->building, fence->wall,
    truck/bus->car, train->bus, rider->person, motorcycle->bicycle, traffic light->traffic sign;
 2. per-class luminance textures of amplitude 0.18*shift: value noise (road, terrain, vegetation),
@@ -25,13 +25,21 @@ lowered from 0.6 to 0.4 so the target ceiling (the oracle) is less limited by co
 5. a Gaussian blur of sigma 1.0*shift (separable numpy convolution, reflect padding);
 6. sensor noise of sigma 0.04*shift.
 
+Version 2 (shift in [0, 2]; 1 is the default, 2 twice it): every effect linear in shift, so a
+sweep moves one dial, and milder, so that a source-trained model partly survives the shift:
+class pull 0.2*shift for the pairs that also share a shape family (terrain->vegetation,
+wall->building, truck->car, bus->car, rider->person, motorcycle->bicycle), textures 0.15*shift,
+hue rotation 45*shift degrees, desaturation x(1 - 0.3*shift), contrast x[0.7, 1] and brightness
++-0.08 (scaled by shift), blur sigma 0.6*shift, noise sigma 0.03*shift.
+
 At shift=0 the target renderer returns exactly the source-style rendering (same colour table, no
-texture, no effects), so 0 means "no domain shift" and 1 the full shift.
+texture, no effects), so 0 means "no domain shift".
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -54,28 +62,50 @@ SKY_HORIZON_COLOUR = np.array([215, 225, 240], dtype=np.float64) / 255.0  # the 
 SOURCE_JITTER = 0.03        # per-image x per-class colour jitter (fraction), uniform +-
 SOURCE_NOISE = 0.002        # pixel noise sigma, below one 8-bit level: "almost no noise"
 
-# Target: confusable class -> the partner its colour is pulled toward.
-CONFUSABLE_PARTNERS = {
-    "sidewalk": "road", "terrain": "vegetation", "wall": "building", "fence": "wall", "truck": "car",
-    "bus": "car", "train": "bus", "rider": "person", "motorcycle": "bicycle", "traffic light": "traffic sign",
+
+
+@dataclass(frozen=True)
+class TargetStyle:
+    """The target renderer's constants (see the module docstring); every effect is scaled by shift."""
+
+    max_shift: float
+    partners: dict[str, str]                # confusable class -> the partner its colour is pulled toward
+    pull: float                             # pull fraction per unit of shift
+    texture: float                          # luminance texture amplitude per unit of shift
+    hue_base_deg: float                     # hue rotation: (base + per_shift * shift), ramped in below hue_ramp
+    hue_per_shift_deg: float
+    hue_ramp: float
+    desaturation: float                     # saturation x (1 - desaturation * shift)
+    contrast_range: tuple[float, float]
+    brightness: float
+    blur: float                             # Gaussian blur sigma (px) per unit of shift
+    noise: float                            # sensor noise sigma per unit of shift
+
+    def hue_deg(self, shift: float) -> float:
+        ramp = min(1.0, shift / self.hue_ramp) if self.hue_ramp > 0 else 1.0
+        return (self.hue_base_deg + self.hue_per_shift_deg * shift) * ramp
+
+
+TARGET_STYLES = {
+    1: TargetStyle(max_shift=1.0, partners={
+        "sidewalk": "road", "terrain": "vegetation", "wall": "building", "fence": "wall", "truck": "car",
+        "bus": "car", "train": "bus", "rider": "person", "motorcycle": "bicycle", "traffic light": "traffic sign"},
+        pull=0.4, texture=0.18, hue_base_deg=60.0, hue_per_shift_deg=60.0, hue_ramp=0.2, desaturation=0.5,
+        contrast_range=(0.65, 1.0), brightness=0.1, blur=1.0, noise=0.04),
+    2: TargetStyle(max_shift=2.0, partners={
+        "terrain": "vegetation", "wall": "building", "truck": "car", "bus": "car", "rider": "person",
+        "motorcycle": "bicycle"},
+        pull=0.2, texture=0.15, hue_base_deg=0.0, hue_per_shift_deg=45.0, hue_ramp=0.0, desaturation=0.3,
+        contrast_range=(0.7, 1.0), brightness=0.08, blur=0.6, noise=0.03),
 }
-PULL_PER_SHIFT = 0.4        # pull fraction at shift=1
-TEXTURE_PER_SHIFT = 0.18    # luminance texture amplitude at shift=1
-HUE_BASE_DEG, HUE_PER_SHIFT_DEG = 60.0, 60.0
-HUE_RAMP = 0.2              # below this shift the rotation ramps linearly to 0 (continuity at 0)
-DESAT_PER_SHIFT = 0.5       # saturation x (1 - 0.5*shift)
-CONTRAST_RANGE = (0.65, 1.0)
-BRIGHTNESS_RANGE = 0.1
-BLUR_PER_SHIFT = 1.0        # Gaussian blur sigma (px) at shift=1
-NOISE_PER_SHIFT = 0.04      # sensor noise sigma at shift=1
 _LUMA = np.array([0.299, 0.587, 0.114])
 
 
-def _pulled_table(shift: float) -> np.ndarray:
+def _pulled_table(style: TargetStyle, shift: float) -> np.ndarray:
     """Target base colours: each confusable class moved toward its partner's source colour."""
     table = SOURCE_COLOURS.copy()
-    pull = PULL_PER_SHIFT * shift
-    for name, partner in CONFUSABLE_PARTNERS.items():
+    pull = style.pull * shift
+    for name, partner in style.partners.items():
         c, p = class_id(name), class_id(partner)
         table[c] = (1.0 - pull) * SOURCE_COLOURS[c] + pull * SOURCE_COLOURS[p]
     return table
@@ -179,26 +209,27 @@ def _gaussian_blur(image: np.ndarray, sigma: float) -> np.ndarray:
     return sum(w * padded[:, i:i + width] for i, w in enumerate(taps))
 
 
-def render_target(layout: np.ndarray, rng: np.random.Generator, shift: float) -> np.ndarray:
-    """Target ("Cityscapes-like") style, every effect scaled by `shift` in [0, 1] (uint8 HxWx3).
+def render_target(layout: np.ndarray, rng: np.random.Generator, shift: float, version: int = 1) -> np.ndarray:
+    """Target ("Cityscapes-like") style of `TARGET_STYLES[version]`, scaled by `shift` (uint8 HxWx3).
 
     shift=0 returns exactly `render_source(layout, rng)` for the same generator state.
     """
-    if not 0.0 <= shift <= 1.0:
-        raise ValueError(f"shift={shift} is outside [0, 1]; use 0 (no domain shift) to 1 (full shift)")
-    image = _flat(layout, rng, _pulled_table(shift))
+    style = TARGET_STYLES[version]
+    if not 0.0 <= shift <= style.max_shift:
+        raise ValueError(f"shift={shift} is outside [0, {style.max_shift:g}] (ToyCity version {version}); use 0 "
+                         f"(no domain shift) to {style.max_shift:g}")
+    image = _flat(layout, rng, _pulled_table(style, shift))
     # Draw every random quantity whatever the shift, so one image varies smoothly with it.
     tex = _textures(layout, rng)
-    contrast = rng.uniform(*CONTRAST_RANGE)
-    brightness = rng.uniform(-BRIGHTNESS_RANGE, BRIGHTNESS_RANGE)
+    contrast = rng.uniform(*style.contrast_range)
+    brightness = rng.uniform(-style.brightness, style.brightness)
     noise = rng.normal(0.0, 1.0, size=image.shape)
     if shift == 0.0:
         return _quantise(image)
-    image = image + (TEXTURE_PER_SHIFT * shift) * tex[:, :, None]
-    angle = (HUE_BASE_DEG + HUE_PER_SHIFT_DEG * shift) * min(1.0, shift / HUE_RAMP)
-    image = np.clip(image, 0.0, 1.0) @ _colour_matrix(angle, 1.0 - DESAT_PER_SHIFT * shift).T
+    image = image + (style.texture * shift) * tex[:, :, None]
+    image = np.clip(image, 0.0, 1.0) @ _colour_matrix(style.hue_deg(shift), 1.0 - style.desaturation * shift).T
     mean = image.mean()
     image = (image - mean) * (1.0 - shift * (1.0 - contrast)) + mean + shift * brightness
-    image = _gaussian_blur(image, BLUR_PER_SHIFT * shift)
-    image = image + (NOISE_PER_SHIFT * shift) * noise
+    image = _gaussian_blur(image, style.blur * shift)
+    image = image + (style.noise * shift) * noise
     return _quantise(image)
