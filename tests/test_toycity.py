@@ -174,8 +174,8 @@ def test_version_2_poles_are_at_least_two_pixels_wide():
 
 
 def test_version_2_style_is_linear_in_shift_up_to_two():
-    assert TARGET_STYLES[2].hue_deg(1.0) == 45.0 and TARGET_STYLES[2].hue_deg(2.0) == 90.0
-    assert TARGET_STYLES[2].hue_deg(0.5) == 22.5
+    assert TARGET_STYLES[2].hue_deg(1.0) == -30.0 and TARGET_STYLES[2].hue_deg(2.0) == -60.0
+    assert TARGET_STYLES[2].hue_deg(0.5) == -15.0
     assert TARGET_STYLES[1].hue_deg(0.1) == pytest.approx(33.0)            # (60 + 6) ramped in by half
     diffs = []
     for shift in (0.5, 1.0, 2.0):
