@@ -29,9 +29,10 @@ Version 2 (shift in [0, 2]; 1 is the default, 2 twice it): every effect linear i
 sweep moves one dial, and milder, so that a source-trained model partly survives the shift:
 class pull 0.2*shift for the pairs that also share a shape family (terrain->vegetation,
 wall->building, truck->car, bus->car, rider->person, motorcycle->bicycle), textures 0.15*shift,
-hue rotation -30*shift degrees (toward the direction where no large class lands on a rare
-class's source colour; +45 put target cars on the source colour of train), desaturation x(1 - 0.3*shift), contrast x[0.7, 1] and brightness
-+-0.08 (scaled by shift), blur sigma 0.6*shift, noise sigma 0.03*shift.
+hue rotation -30*shift degrees (the direction in which no large class lands on a rare class's
+source colour; +45 put target cars on the source colour of train), desaturation x(1 - 0.3*shift),
+contrast x[0.7, 1] and brightness +-0.08 (scaled by shift), blur sigma 0.6*shift, noise sigma
+0.03*shift. `config/toycity_v2.yaml` runs it at shift 1.4.
 
 At shift=0 the target renderer returns exactly the source-style rendering (same colour table, no
 texture, no effects), so 0 means "no domain shift".
