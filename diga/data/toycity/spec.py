@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from diga.data.toycity.style import TARGET_STYLES
 from diga.errors import ConfigError
-
-VERSIONS = {1: 1.0, 2: 2.0}  # generator version -> the largest shift it renders (style.TARGET_STYLES[v].max_shift)
 
 
 @dataclass(frozen=True)
@@ -39,10 +38,10 @@ class ToyCitySpec:
         integer("n_source", 1, "each split needs at least one image")
         integer("n_target_train", 1, "each split needs at least one image")
         integer("n_target_val", 1, "each split needs at least one image")
-        if self.version not in VERSIONS or isinstance(self.version, bool):
-            raise ConfigError(f"ToyCitySpec.version={self.version!r} is not one of {sorted(VERSIONS)}; 1 is the "
+        if self.version not in TARGET_STYLES or isinstance(self.version, bool):
+            raise ConfigError(f"ToyCitySpec.version={self.version!r} is not one of {sorted(TARGET_STYLES)}; 1 is the "
                              "original generator, 2 the one with learnable thin classes and a milder, linear shift")
-        top = VERSIONS[self.version]
+        top = TARGET_STYLES[self.version].max_shift
         shift = self.shift
         if isinstance(shift, bool) or not isinstance(shift, (int, float)):
             raise ConfigError(f"ToyCitySpec.shift must be a number in [0, {top:g}], got {shift!r}")

@@ -65,7 +65,6 @@ SOURCE_JITTER = 0.03        # per-image x per-class colour jitter (fraction), un
 SOURCE_NOISE = 0.002        # pixel noise sigma, below one 8-bit level: "almost no noise"
 
 
-
 @dataclass(frozen=True)
 class TargetStyle:
     """The target renderer's constants (see the module docstring); every effect is scaled by shift."""
