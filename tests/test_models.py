@@ -58,6 +58,20 @@ def test_generator_keeps_the_image_size_and_range():
     assert [tuple(s.shape) for s in scores] == [(1, 1, 4, 8), (1, 1, 2, 4)]
 
 
+def test_generator_downsample_sets_the_content_resolution():
+    images = torch.rand(1, 3, 30, 66)
+    for downsample, content_size, channels in [(2, (8, 17), 16), (1, (15, 33), 8), (0, (30, 66), 4)]:
+        generator = Generator(width=4, res_blocks=1, downsample=downsample)
+        padded = torch.rand(1, 3, content_size[0] * 2 ** downsample, content_size[1] * 2 ** downsample)
+        assert generator.encoder(padded).shape == (1, channels, *content_size)
+        assert generator(images).shape == images.shape
+    # the paper's layout keeps its parameter names, so translator checkpoints written before the option still load
+    names = list(Generator(width=4, res_blocks=1).state_dict())
+    assert names[:3] == ["encoder.net.0.1.weight", "encoder.net.0.1.bias", "encoder.net.0.2.weight"]
+    assert "encoder.net.2.1.weight" in names and "encoder.net.3.body.1.weight" in names
+    assert "decoder.net.2.1.weight" in names and "decoder.net.6.weight" in names
+
+
 def test_label_edges_mark_pixels_within_two_of_a_boundary():
     labels = torch.zeros(1, 8, 8, dtype=torch.long)
     labels[:, :, 4:] = 1  # a vertical boundary between columns 3 and 4

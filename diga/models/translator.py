@@ -52,31 +52,33 @@ class ResBlock(nn.Module):
 
 
 class Encoder(nn.Module):
-    """7x7 conv, two stride-2 4x4 convs, residual blocks: an image to a content map at 1/4 resolution."""
+    """7x7 conv, `downsample` stride-2 4x4 convs (2 in the paper: 1/4 resolution), residual blocks: a content map."""
 
-    def __init__(self, width: int, res_blocks: int, affine: bool, space: nn.Module):
+    def __init__(self, width: int, res_blocks: int, affine: bool, space: nn.Module, downsample: int = 2):
         super().__init__()
         self.space = space
-        self.net = nn.Sequential(
-            _conv(3, width, 7, affine=affine), _conv(width, width * 2, 4, 2, affine=affine),
-            _conv(width * 2, width * 4, 4, 2, affine=affine),
-            *[ResBlock(width * 4, affine) for _ in range(res_blocks)])
+        layers = [_conv(3, width, 7, affine=affine)]
+        for i in range(downsample):
+            layers.append(_conv(width * 2 ** i, width * 2 ** (i + 1), 4, 2, affine=affine))
+        channels = width * 2 ** downsample
+        self.net = nn.Sequential(*layers, *[ResBlock(channels, affine) for _ in range(res_blocks)])
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.net(self.space.to_network(images))
 
 
 class Decoder(nn.Module):
-    """Residual blocks, two (nearest upsample + 5x5 conv) stages, 7x7 conv and tanh: a content map to an image."""
+    """Residual blocks, `downsample` (nearest upsample + 5x5 conv) stages, 7x7 conv and tanh: a content map to an image."""
 
-    def __init__(self, width: int, res_blocks: int, affine: bool, space: nn.Module):
+    def __init__(self, width: int, res_blocks: int, affine: bool, space: nn.Module, downsample: int = 2):
         super().__init__()
         self.space = space
-        self.net = nn.Sequential(
-            *[ResBlock(width * 4, affine) for _ in range(res_blocks)],
-            nn.Upsample(scale_factor=2, mode="nearest"), _conv(width * 4, width * 2, 5, affine=affine),
-            nn.Upsample(scale_factor=2, mode="nearest"), _conv(width * 2, width, 5, affine=affine),
-            nn.ReflectionPad2d(3), nn.Conv2d(width, 3, 7), nn.Tanh())
+        channels = width * 2 ** downsample
+        layers = [ResBlock(channels, affine) for _ in range(res_blocks)]
+        for i in range(downsample, 0, -1):
+            layers += [nn.Upsample(scale_factor=2, mode="nearest"),
+                       _conv(width * 2 ** i, width * 2 ** (i - 1), 5, affine=affine)]
+        self.net = nn.Sequential(*layers, nn.ReflectionPad2d(3), nn.Conv2d(width, 3, 7), nn.Tanh())
 
     def forward(self, content: torch.Tensor) -> torch.Tensor:
         return self.space.to_image(self.net(content))
@@ -85,14 +87,15 @@ class Decoder(nn.Module):
 class Generator(nn.Module):
     """Encoder of one domain + decoder into another: what warm-up and self-training call to translate."""
 
-    def __init__(self, width: int, res_blocks: int, affine: bool = True, space: str = "unit"):
+    def __init__(self, width: int, res_blocks: int, affine: bool = True, space: str = "unit", downsample: int = 2):
         super().__init__()
-        self.encoder = Encoder(width, res_blocks, affine, translator_space(space))
-        self.decoder = Decoder(width, res_blocks, affine, translator_space(space))
+        self.encoder = Encoder(width, res_blocks, affine, translator_space(space), downsample)
+        self.decoder = Decoder(width, res_blocks, affine, translator_space(space), downsample)
+        self.factor = 2 ** downsample
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         height, width = images.shape[-2:]
-        pad_h, pad_w = (-height) % 4, (-width) % 4  # the encoder downsamples by 4
+        pad_h, pad_w = (-height) % self.factor, (-width) % self.factor  # what the encoder's strides divide
         padded = F.pad(images, (0, pad_w, 0, pad_h), mode="reflect") if pad_h or pad_w else images
         return self.decoder(self.encoder(padded))[..., :height, :width]
 
@@ -122,9 +125,9 @@ class MultiScaleDiscriminator(nn.Module):
 
 
 def build_generator(translator: dict) -> Generator:
-    # Checkpoints written before these options existed: affine instance norm, unit space.
+    # Checkpoints written before these options existed: affine instance norm, unit space, 1/4 resolution.
     return Generator(translator["width"], translator["res_blocks"], translator.get("norm_affine", True),
-                     translator.get("space", "unit"))
+                     translator.get("space", "unit"), translator.get("downsample", 2))
 
 
 def build_discriminator(translator: dict) -> MultiScaleDiscriminator:
