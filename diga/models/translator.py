@@ -68,7 +68,7 @@ class Encoder(nn.Module):
 
 
 class Decoder(nn.Module):
-    """Residual blocks, `downsample` (nearest upsample + 5x5 conv) stages, 7x7 conv and tanh: a content map to an image."""
+    """Residual blocks, `downsample` (nearest upsample + 5x5 conv) stages, 7x7 conv, tanh: content map to image."""
 
     def __init__(self, width: int, res_blocks: int, affine: bool, space: nn.Module, downsample: int = 2):
         super().__init__()
