@@ -37,6 +37,30 @@ def test_default_dry_run_lists_every_stage(tmp_path):
     assert counts["selftrain"] == 2 and counts["evaluate"] == 5 and counts["pseudolabels"] == 2
 
 
+def _job_threads(dry_run_output: str) -> dict[str, int]:
+    """{rule: threads} from a dry run's job blocks (Snakemake prints `threads:` only above 1)."""
+    threads, rule = {}, None
+    for line in dry_run_output.splitlines():
+        if line.startswith(("rule ", "localrule ")):
+            rule = line.split()[1].rstrip(":")
+            threads.setdefault(rule, 1)
+        elif rule and line.strip().startswith("threads:"):
+            threads[rule] = int(line.split()[1])
+    return threads
+
+
+def test_training_jobs_take_the_configured_threads(tmp_path):
+    shutil.copytree(REPO / "config", tmp_path / "config")
+    (tmp_path / "one_thread.yaml").write_text("train: {threads: 1}\n")
+    training = ("translator", "source_only", "oracle", "warmup", "selftrain")
+    default = _job_threads(run_snakemake("-n", "all", "--cores", "4", cwd=tmp_path).stdout)
+    one = _job_threads(run_snakemake("-n", "all", "--cores", "4", "--configfile", "config/config.yaml",
+                                     "one_thread.yaml", cwd=tmp_path).stdout)
+    assert {rule: default[rule] for rule in training} == dict.fromkeys(training, 2)
+    assert {rule: one[rule] for rule in training} == dict.fromkeys(training, 1)
+    assert default["evaluate"] == one["evaluate"] == 1
+
+
 def test_lint_is_clean():
     result = run_snakemake("--lint", cwd=REPO, check=False)
     assert result.returncode == 0, result.stdout + result.stderr

@@ -13,7 +13,7 @@ rule source_only:
     params:
         settings=job_settings("source_only"),
         out_dir=f"{RUN}/source_only",
-    threads: 2
+    threads: TRAIN_THREADS
     resources:
         gpu=stage_gpus("source_only"),
     log:
@@ -37,7 +37,7 @@ rule oracle:
     params:
         settings=job_settings("oracle"),
         out_dir=f"{RUN}/oracle",
-    threads: 2
+    threads: TRAIN_THREADS
     resources:
         gpu=stage_gpus("oracle"),
     log:

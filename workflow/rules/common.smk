@@ -12,6 +12,7 @@ from diga.stages import gpus as stage_gpus_of
 BENCH = config["benchmark"]
 SEEDS = config["seeds"]
 ROUNDS = config["stages"]["selftrain"]["rounds"]
+TRAIN_THREADS = config["train"]["threads"]  # the training rules' `threads:` (a cluster profile's set-threads wins)
 RESULTS = f"results/{BENCH}"
 # {variant} is empty for the main run and "ablations/<name>/" for a config variant (see `ablations` below).
 RUN = f"{RESULTS}/{{variant}}seed{{seed}}"

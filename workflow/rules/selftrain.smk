@@ -54,7 +54,7 @@ rule selftrain:
     params:
         settings=job_settings("selftrain"),
         out_dir=f"{RUN}/selftrain{{round}}",
-    threads: 2
+    threads: TRAIN_THREADS
     resources:
         gpu=stage_gpus("selftrain"),
     log:

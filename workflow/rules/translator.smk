@@ -12,7 +12,7 @@ rule translator:
     params:
         settings=job_settings("translator"),
         out_dir=f"{RUN}/translator",
-    threads: 2
+    threads: TRAIN_THREADS
     resources:
         gpu=stage_gpus("translator"),
     log:

@@ -14,7 +14,7 @@ rule warmup:
     params:
         settings=job_settings("warmup"),
         out_dir=f"{RUN}/warmup",
-    threads: 2
+    threads: TRAIN_THREADS
     resources:
         gpu=stage_gpus("warmup"),
     log:
