@@ -160,17 +160,17 @@ def test_version_2_makes_thin_and_rare_classes_larger_and_more_frequent():
     assert present1[CLASS_NAMES.index("train")] < 20
 
 
-def test_version_2_poles_are_at_least_two_pixels_wide():
+def test_version_2_poles_are_at_least_three_pixels_wide():
     pole = CLASS_NAMES.index("pole")
-    for version, narrowest in ((1, 1), (2, 2)):
+    for version, narrowest in ((1, 1), (2, 3)):
         widths = []
         for index in range(100):
             label = sample_layout(np.random.default_rng([3, index]), 64, 128, version)
             for row in label == pole:                                     # horizontal runs of pole pixels
                 edges = np.flatnonzero(np.diff(np.concatenate([[0], row.astype(int), [0]])))
                 widths += list(edges[1::2] - edges[::2])
-        # occlusion can clip a run, so look at the common case: the 10th percentile of run widths
-        assert np.percentile(widths, 10) == narrowest, (version, np.bincount(widths))
+        # occlusion clips about a tenth of the runs, so look at the common case: the 20th percentile of run widths
+        assert np.percentile(widths, 20) == narrowest, (version, np.bincount(widths))
 
 
 def test_version_2_style_is_linear_in_shift_up_to_two():

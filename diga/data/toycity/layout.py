@@ -7,7 +7,7 @@ camera of `diga.data.toycity.canvas` with the painter's algorithm, back to front
 * each side is "urban" (building (2) facades on a vertical plane, with gaps showing the sky) or
   "park" (a vegetation (8) tree line, sometimes with buildings set further back);
 * walls (3) as low boxes in front of the facades, fences (4) as bands along the sidewalk;
-* objects sorted far to near: street trees (vegetation ellipses on trunks), poles (5) 1-2 px wide
+* objects sorted far to near: street trees (vegetation ellipses on trunks), poles (5) (widths per version, below)
   topped by a traffic light (6, vertical box) or a sign (7, disc or triangle), cars (13), trucks
   (14), buses (15), a rare train (16, p=0.05), motorcycles (17) and bicycles (18) as wheel pairs,
   persons (11) on the sidewalks and riders (12) on the bicycles and motorcycles.
@@ -17,9 +17,11 @@ classes; rider, motorcycle, light and train are rare (see the manifest's class_p
 
 Two versions of the sizes and frequencies (`LAYOUTS`, chosen by `toycity.version`): 1, the original,
 whose thin objects are 1-2 px wide (below what a network at output stride 8 resolves on 64x128), and
-2, whose thin objects have floors of 2-3 px (poles), 3x5 px (lights), a 2.5 px radius (signs) and a
-2 px wide torso (persons), and whose rare classes (wall, fence, truck, bus, train, two-wheelers) are
-drawn more often, so that every class has enough pixels to be learned.
+2, whose thin objects have floors of 3-4 px (poles), 4x6 px (lights), a 3 px radius (signs), a 2 px
+wide torso (persons) and 2 px frames (two-wheelers, with solid wheels below a 4 px radius), about one
+logit cell of a network at output stride 4 (as a Cityscapes pole spans one or more cells of DeepLabV2 at
+output stride 8), and whose rare classes (wall, fence, truck, bus, train, two-wheelers) are drawn more
+often and nearer, so that every class has enough pixels to be learned.
 """
 
 from __future__ import annotations
@@ -71,17 +73,19 @@ class LayoutParams:
     motorcycles: tuple[str, float, float]  # (count law 'bernoulli' p or 'poisson' mean, its value, farthest z)
     bicycles: tuple[str, float, float]
     two_wheeler_near: float               # nearest z of a moving two-wheeler
+    frame_min_px: float                   # two-wheeler frame: minimum thickness (px)
+    ring_min_px: float                    # bicycle wheels are rings (hollow) from this radius (px) up
 
 
 LAYOUTS = {
     1: LayoutParams(pole_px=(1.0, 2.0), pole_near_at=1.2, light_min_px=(2.0, 3.0), sign_min_px=1.5,
                     person_min_half_px=0.5, wall_p=0.3, fence_p=0.3, person_depth=20.0, truck_p=0.3, bus_p=0.2,
                     train_p=0.05, motorcycles=("bernoulli", 0.15, 10.0), bicycles=("bernoulli", 0.35, 12.0),
-                    two_wheeler_near=1.8),
-    2: LayoutParams(pole_px=(2.0, 3.0), pole_near_at=2.5, light_min_px=(3.0, 5.0), sign_min_px=2.5,
+                    two_wheeler_near=1.8, frame_min_px=1.0, ring_min_px=2.5),
+    2: LayoutParams(pole_px=(3.0, 4.0), pole_near_at=2.5, light_min_px=(4.0, 6.0), sign_min_px=3.0,
                     person_min_half_px=1.0, wall_p=0.5, fence_p=0.5, person_depth=14.0, truck_p=0.5, bus_p=0.35,
-                    train_p=0.2, motorcycles=("poisson", 0.6, 7.0), bicycles=("poisson", 0.8, 8.0),
-                    two_wheeler_near=1.5),
+                    train_p=0.2, motorcycles=("poisson", 0.6, 6.0), bicycles=("poisson", 0.8, 6.0),
+                    two_wheeler_near=1.5, frame_min_px=2.0, ring_min_px=4.0),
 }
 
 
@@ -191,8 +195,7 @@ def sample_layout(rng: np.random.Generator, height: int, width: int, version: in
         # parked bicycles on the sidewalk
         if rng.random() < 0.15:
             z = rng.uniform(1.5, 12.0)
-            add(z, _two_wheeler, s * rng.uniform(inner + 0.2, outer - 0.2), z, BICYCLE, False,
-                p.person_min_half_px)
+            add(z, _two_wheeler, s * rng.uniform(inner + 0.2, outer - 0.2), z, BICYCLE, False, p)
 
     left, right = road_edge[-1] + 0.7, road_edge[1] - 0.7
     # vehicles on the road
@@ -215,12 +218,12 @@ def sample_layout(rng: np.random.Generator, height: int, width: int, version: in
     law, value, far = p.motorcycles
     for _ in range(_count(rng, law, value)):
         z = rng.uniform(p.two_wheeler_near, far)
-        add(z, _two_wheeler, rng.uniform(left, right), z, MOTORCYCLE, rng.random() < 0.9, p.person_min_half_px)
+        add(z, _two_wheeler, rng.uniform(left, right), z, MOTORCYCLE, rng.random() < 0.9, p)
     law, value, far = p.bicycles
     for _ in range(_count(rng, law, value)):
         z = rng.uniform(p.two_wheeler_near, far)
         s = -1 if rng.random() < 0.5 else 1
-        add(z, _two_wheeler, s * (abs(road_edge[s]) - rng.uniform(0.9, 1.4)), z, BICYCLE, True, p.person_min_half_px)
+        add(z, _two_wheeler, s * (abs(road_edge[s]) - rng.uniform(0.9, 1.4)), z, BICYCLE, True, p)
 
     for _, draw in sorted(objects, key=lambda item: -item[0]):
         draw()
@@ -317,19 +320,19 @@ def _train(cv: Canvas, u: float, z_near: float, z_far: float, h: float) -> None:
     cv.rect(x0, cv.y(h, z_near), x1, cv.y(0.1, z_near), TRAIN)
 
 
-def _two_wheeler(cv: Canvas, u: float, z: float, cls: int, ridden: bool, rider_min_half: float) -> None:
+def _two_wheeler(cv: Canvas, u: float, z: float, cls: int, ridden: bool, p: LayoutParams) -> None:
     """A bicycle or motorcycle in side view (a wheel pair and a frame), with an optional rider."""
     x = cv.x(u, z)
     r = max(1.0, cv.px(0.24 if cls == MOTORCYCLE else 0.22, z))
     gap = cv.px(0.45, z) + 0.5
-    ring = 0.55 if cls == BICYCLE and r >= 2.5 else 0.0
+    ring = 0.55 if cls == BICYCLE and r >= p.ring_min_px else 0.0
     for dx in (-gap, gap):
         cv.ellipse(x + dx, cv.y(0.0, z) - r, r, r, cls, inner=ring)
     frame_top = 0.55 if cls == MOTORCYCLE else 0.45
-    thick = max(1.0, cv.px(0.08 if cls == BICYCLE else 0.25, z))
+    thick = max(p.frame_min_px, cv.px(0.08 if cls == BICYCLE else 0.25, z))
     y_frame = cv.y(frame_top, z)
     cv.rect(x - gap, y_frame, x + gap, y_frame + thick, cls)
     if cls == MOTORCYCLE:
         cv.rect(x - gap * 0.6, y_frame, x + gap * 0.6, cv.y(0.2, z), cls)
     if ridden:
-        _person(cv, u, z, 1.0, RIDER, rider_min_half, base=0.45)
+        _person(cv, u, z, 1.0, RIDER, p.person_min_half_px, base=0.45)
