@@ -51,14 +51,14 @@ def _job_threads(dry_run_output: str) -> dict[str, int]:
 
 def test_training_jobs_take_the_configured_threads(tmp_path):
     shutil.copytree(REPO / "config", tmp_path / "config")
-    (tmp_path / "one_thread.yaml").write_text("train: {threads: 1}\n")
+    (tmp_path / "three_threads.yaml").write_text("train: {threads: 3}\n")
     training = ("translator", "source_only", "oracle", "warmup", "selftrain")
     default = _job_threads(run_snakemake("-n", "all", "--cores", "4", cwd=tmp_path).stdout)
-    one = _job_threads(run_snakemake("-n", "all", "--cores", "4", "--configfile", "config/config.yaml",
-                                     "one_thread.yaml", cwd=tmp_path).stdout)
-    assert {rule: default[rule] for rule in training} == dict.fromkeys(training, 2)
-    assert {rule: one[rule] for rule in training} == dict.fromkeys(training, 1)
-    assert default["evaluate"] == one["evaluate"] == 1
+    three = _job_threads(run_snakemake("-n", "all", "--cores", "4", "--configfile", "config/config.yaml",
+                                       "three_threads.yaml", cwd=tmp_path).stdout)
+    assert {rule: default[rule] for rule in training} == dict.fromkeys(training, 1)  # ToyCity's config: one each
+    assert {rule: three[rule] for rule in training} == dict.fromkeys(training, 3)
+    assert default["evaluate"] == three["evaluate"] == 1
 
 
 def test_lint_is_clean():

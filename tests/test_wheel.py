@@ -19,7 +19,7 @@ from diga import config as config_module
 BASES = ["config.yaml", "gta5_to_cityscapes.yaml", "synthia_to_cityscapes.yaml"]
 OVERLAYS = {
     "toycity_seeds.yaml": ["config.yaml"],
-    "toycity_v2.yaml": ["config.yaml"],
+    "toycity_v1.yaml": ["config.yaml"],
     "clean.yaml": BASES,  # usable after any config
     "gpu_24gb.yaml": ["gta5_to_cityscapes.yaml", "synthia_to_cityscapes.yaml"],  # the paper configs
 }
