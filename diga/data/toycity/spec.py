@@ -18,7 +18,7 @@ class ToyCitySpec:
     n_source: int = 300      # source train images
     n_target_train: int = 200
     n_target_val: int = 100
-    shift: float = 1.0       # 0 = target looks like source; 1 = the version's full (v1) or default (v2) shift
+    shift: float = 1.0       # 0 = target looks like source; 1 = version 1's full shift; version 2 goes to 2
     version: int = 1         # layout sizes and target style (diga.data.toycity.layout.LAYOUTS, style.TARGET_STYLES)
 
     def __post_init__(self) -> None:
