@@ -54,7 +54,7 @@ def test_shared_definitions_still_check_values():
 def test_toycity_shift_range_follows_the_generator_version():
     base = str(REPO / "config" / "config.yaml")
     with pytest.raises(config_module.ConfigError, match=r"shift=1.5 is outside \[0, 1\] for version 1"):
-        config_module.load(base, '{"toycity": {"shift": 1.5}}')
+        config_module.load(base, '{"toycity": {"shift": 1.5, "version": 1}}')
     loaded = config_module.load(base, '{"toycity": {"shift": 1.5, "version": 2}}')
     assert loaded["toycity"]["version"] == 2 and loaded["toycity"]["shift"] == 1.5
     with pytest.raises(config_module.ConfigError, match="toycity.version"):

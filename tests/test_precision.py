@@ -9,7 +9,6 @@ import statistics
 
 import pytest
 import torch
-import yaml
 
 from conftest import REPO
 from diga import config as config_module
@@ -18,7 +17,7 @@ from diga.models.deeplabv2 import build_segmenter
 from diga.runtime.precision import Compiled, Precision, precision_for
 from diga.train.supervised import train_supervised
 
-# Stated tolerance: over the first 40 iterations on ToyCity (the default network, batch 4, 64x128 crops) the
+# Stated tolerance: over the first 40 iterations on ToyCity (version 1's network, batch 4, 64x128 crops) the
 # bf16 loss stays within 5 % of the fp32 loss at every iteration and within 1 % on average (measured:
 # 1.3 % and 0.27 %). Later iterations drift apart as any two runs of a chaotic optimisation do.
 ITERATIONS, MAX_REL, MEAN_REL = 40, 0.05, 0.01
@@ -80,7 +79,8 @@ def test_failed_compile_falls_back_to_eager(caplog):
 
 def test_bf16_loss_curve_within_tolerance_of_fp32(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    settings = config_module.validate(yaml.safe_load((REPO / "config" / "config.yaml").read_text()), "config.yaml")
+    # the settings the tolerance was measured on (the default before 2026-12-02)
+    settings = config_module.load(str(REPO / "config" / "config.yaml"), str(REPO / "config" / "toycity_v1.yaml"))
     settings["toycity"].update(n_source=40, n_target_train=8, n_target_val=8)
     write_toycity(ToyCitySpec(**settings["toycity"]), settings["data"]["root"], progress=False)
     settings["stages"]["source_only"]["iterations"] = ITERATIONS
