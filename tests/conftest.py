@@ -37,6 +37,18 @@ def job_counts(dry_run_output: str) -> dict[str, int]:
     return counts
 
 
+def job_threads(dry_run_output: str) -> dict[str, int]:
+    """{rule: threads} from a dry run's job blocks (Snakemake prints `threads:` only above 1)."""
+    threads, rule = {}, None
+    for line in dry_run_output.splitlines():
+        if line.startswith(("rule ", "localrule ")):
+            rule = line.split()[1].rstrip(":")
+            threads.setdefault(rule, 1)
+        elif rule and line.strip().startswith("threads:"):
+            threads[rule] = int(line.split()[1])
+    return threads
+
+
 @pytest.fixture
 def tiny_settings() -> dict:
     """The tiny config, validated, with data paths left relative (tests chdir into a tmp folder)."""

@@ -12,7 +12,7 @@ import pytest
 import torch
 from PIL import Image
 
-from conftest import REPO, TINY_CONFIG, job_counts, run_snakemake
+from conftest import REPO, TINY_CONFIG, job_counts, job_threads, run_snakemake
 from diga.data.labels import CLASS_NAMES
 
 STAGES = ["source_only", "warmup", "selftrain1", "selftrain2", "oracle"]
@@ -37,24 +37,12 @@ def test_default_dry_run_lists_every_stage(tmp_path):
     assert counts["selftrain"] == 2 and counts["evaluate"] == 5 and counts["pseudolabels"] == 2
 
 
-def _job_threads(dry_run_output: str) -> dict[str, int]:
-    """{rule: threads} from a dry run's job blocks (Snakemake prints `threads:` only above 1)."""
-    threads, rule = {}, None
-    for line in dry_run_output.splitlines():
-        if line.startswith(("rule ", "localrule ")):
-            rule = line.split()[1].rstrip(":")
-            threads.setdefault(rule, 1)
-        elif rule and line.strip().startswith("threads:"):
-            threads[rule] = int(line.split()[1])
-    return threads
-
-
 def test_training_jobs_take_the_configured_threads(tmp_path):
     shutil.copytree(REPO / "config", tmp_path / "config")
     (tmp_path / "three_threads.yaml").write_text("train: {threads: 3}\n")
     training = ("translator", "source_only", "oracle", "warmup", "selftrain")
-    default = _job_threads(run_snakemake("-n", "all", "--cores", "4", cwd=tmp_path).stdout)
-    three = _job_threads(run_snakemake("-n", "all", "--cores", "4", "--configfile", "config/config.yaml",
+    default = job_threads(run_snakemake("-n", "all", "--cores", "4", cwd=tmp_path).stdout)
+    three = job_threads(run_snakemake("-n", "all", "--cores", "4", "--configfile", "config/config.yaml",
                                        "three_threads.yaml", cwd=tmp_path).stdout)
     assert {rule: default[rule] for rule in training} == dict.fromkeys(training, 1)  # ToyCity's config: one each
     assert {rule: three[rule] for rule in training} == dict.fromkeys(training, 3)

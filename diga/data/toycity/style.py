@@ -32,7 +32,7 @@ wall->building, truck->car, bus->car, rider->person, motorcycle->bicycle), textu
 hue rotation -30*shift degrees (the direction in which no large class lands on a rare class's
 source colour; +45 put target cars on the source colour of train), desaturation x(1 - 0.3*shift),
 contrast x[0.7, 1] and brightness +-0.08 (scaled by shift), blur sigma 0.6*shift, noise sigma
-0.03*shift. The default config runs it at shift 1.3.
+0.03*shift.
 
 At shift=0 the target renderer returns exactly the source-style rendering (same colour table, no
 texture, no effects), so 0 means "no domain shift".
