@@ -10,6 +10,7 @@ from pathlib import Path
 
 from diga import config as config_module
 from diga import stages
+from diga.data.labels import DATASET_IDS
 from diga.errors import DigaError, UsageError
 from diga.stages import STAGES
 from diga.train.stop import TrainingInterrupted
@@ -39,14 +40,14 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("fetch", help="acquire a real dataset (extracted folder, archives or download; checksums; "
                                      "extraction) as datasets.<dataset> in the config says")
     _common(p, seed=False)
-    p.add_argument("--dataset", required=True, choices=["gta5", "synthia", "cityscapes"])
+    p.add_argument("--dataset", required=True, choices=list(DATASET_IDS))
     p.add_argument("--out", required=True, type=Path, help="the receipt JSON to write (the rule's output)")
     p.add_argument("--identity", default=None,
                    help="the workflow's token for the archives' state when the job started, recorded in the receipt")
 
     p = sub.add_parser("prepare", help="convert an acquired dataset to trainId labels, list files, manifest, report")
     _common(p, seed=False)
-    p.add_argument("--dataset", required=True, choices=["gta5", "synthia", "cityscapes"])
+    p.add_argument("--dataset", required=True, choices=list(DATASET_IDS))
     p.add_argument("--receipt", required=True, type=Path, help="the receipt `diga fetch` wrote")
     p.add_argument("--out", required=True, type=Path, help="the prepared folder, e.g. resources/gta5")
     p.add_argument("--workers", type=int, default=1, help="processes converting labels")
@@ -210,13 +211,16 @@ def run(args: argparse.Namespace, argv: list[str]) -> None:
     elif command == "prepare":
         import json
 
+        from diga.data.labels import raw_ids_from_classes
         from diga.data.prepare import prepare
 
         receipt = json.loads(args.receipt.read_text())
         domain = settings["data"][args.domain] if args.domain else {"streams": [], "train_list": "lists/train.txt"}
+        label_map = settings["datasets"]["mapillary_label_map"] if args.dataset == "mapillary" else None
         prepare(args.dataset, receipt["tree"], args.out, settings["data"]["num_classes"], workers=args.workers,
                 strict_counts=settings["datasets"]["strict_counts"], streams=domain["streams"],
-                stream_lists=[domain["train_list"]], receipt=receipt)
+                stream_lists=[domain["train_list"]], receipt=receipt,
+                raw_ids=raw_ids_from_classes(label_map) if label_map else None)
     elif command == "check-weights":
         from diga.atomic import write_json
         from diga.models.weights import describe_initial_weights

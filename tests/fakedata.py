@@ -5,7 +5,11 @@
 - GTA5: 01_images.zip (images/NNNNN.png) and 01_labels.zip (labels/NNNNN.png, palette PNGs whose index is the
   labelId and whose palette colours are NOT the ids), with broken pairs on request;
 - SYNTHIA: a zip of RAND_CITYSCAPES/{RGB,GT/LABELS}/NNNNNNN.png with 16-bit 3-channel labels (class id in the
-  first channel), optionally with Windows backslash member names.
+  first channel), optionally with Windows backslash member names;
+- BDD100K: bdd100k_images_10k.zip (bdd100k/images/10k/<split>/<id>.jpg) and bdd100k_sem_seg_labels_trainval.zip
+  (bdd100k/labels/sem_seg/masks/<split>/<id>.png, one-channel trainIds, 255 ignore);
+- Mapillary Vistas v1.2: mapillary-vistas-dataset_public_v1.2.zip ({training,validation}/{images/<id>.jpg,
+  labels/<id>.png}, palette PNGs whose index is one of the 66 ids).
 """
 
 from __future__ import annotations
@@ -162,6 +166,41 @@ def make_synthia(folder: Path, count: int, backslash: bool = False, height: int 
         with zipfile.ZipFile(archive, "w") as handle:
             for name, data in members.items():
                 handle.writestr(name, data)
+    return archive
+
+
+def jpeg_bytes(array: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(array).save(buffer, format="JPEG", quality=95)
+    return buffer.getvalue()
+
+
+def make_bdd100k(folder: Path, labels: dict[str, np.ndarray], train: int = 1) -> list[Path]:
+    """The two BDD100K zips: a val pair per entry of `labels` (id -> trainId map, written as is) plus `train`
+    train pairs, which preparation leaves out."""
+    folder.mkdir(parents=True, exist_ok=True)
+    images, masks = folder / "bdd100k_images_10k.zip", folder / "bdd100k_sem_seg_labels_trainval.zip"
+    pairs = [("val", stem, label) for stem, label in labels.items()]
+    pairs += [("train", f"train{i:04d}", np.zeros((8, 16), np.uint8)) for i in range(train)]
+    with zipfile.ZipFile(images, "w") as image_zip, zipfile.ZipFile(masks, "w") as mask_zip:
+        for index, (split, stem, label) in enumerate(pairs):
+            image_zip.writestr(f"bdd100k/images/10k/{split}/{stem}.jpg",
+                               jpeg_bytes(render(np.zeros(label.shape, int), index, shift=True)))
+            mask_zip.writestr(f"bdd100k/labels/sem_seg/masks/{split}/{stem}.png", png_bytes(label, "L"))
+    return [images, masks]
+
+
+def make_mapillary(folder: Path, labels: dict[str, np.ndarray]) -> Path:
+    """mapillary-vistas-dataset_public_v1.2.zip with a validation pair per entry of `labels` (id -> raw v1.2 ids,
+    written as palette indices) and one training pair."""
+    folder.mkdir(parents=True, exist_ok=True)
+    archive = folder / "mapillary-vistas-dataset_public_v1.2.zip"
+    with zipfile.ZipFile(archive, "w") as handle:
+        handle.writestr("config.json", "{}")
+        for index, (split, stem, label) in enumerate([("validation", s, lab) for s, lab in labels.items()]
+                                                     + [("training", "train0", np.zeros((8, 16), np.uint8))]):
+            handle.writestr(f"{split}/images/{stem}.jpg", jpeg_bytes(render(np.zeros(label.shape, int), index, True)))
+            handle.writestr(f"{split}/labels/{stem}.png", png_bytes(label, "P", gta_palette()))
     return archive
 
 

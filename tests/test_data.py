@@ -12,8 +12,10 @@ import torch
 from fakedata import (
     corrupt_one_byte,
     gta_palette,
+    make_bdd100k,
     make_cityscapes,
     make_gta5,
+    make_mapillary,
     make_synthia,
     png16_bytes,
     png_bytes,
@@ -21,6 +23,7 @@ from fakedata import (
 )
 from PIL import Image
 
+from diga import cli
 from diga.data.archives import (
     ArchiveError,
     ChecksumError,
@@ -33,7 +36,14 @@ from diga.data.archives import (
 )
 from diga.data.datasets import SegmentationList
 from diga.data.ingest import AcquisitionError, acquire
-from diga.data.labels import CITYSCAPES_LABEL_IDS, IGNORE_INDEX, SYNTHIA_IDS, class_names, lookup_table
+from diga.data.labels import (
+    CITYSCAPES_LABEL_IDS,
+    IGNORE_INDEX,
+    SYNTHIA_IDS,
+    class_names,
+    lookup_table,
+    raw_ids_from_classes,
+)
 from diga.data.prepare import gta5_paper_ids, prepare, read_first_channel
 from diga.data.transforms import random_scale_crop_flip
 from diga.infer.evaluate import metrics_from_confusion
@@ -233,6 +243,70 @@ def test_gta5_lists_and_broken_pair_report(tmp_path):
     assert "palette" in problems["images/00005.png"]
     assert "images/00003.png" in (root / "report.md").read_text()
     assert len(gta5_paper_ids()) == 18111
+
+
+# Mapillary Vistas v1.2 id -> Cityscapes trainId of the official DG evaluation, written out here independently of
+# the package's table (which is per class name); every id not listed is ignored.
+MAPILLARY_OFFICIAL = {13: 0, 24: 0, 41: 0, 2: 1, 15: 1, 17: 2, 6: 3, 3: 4, 45: 5, 47: 5, 48: 6, 50: 7, 30: 8,
+                      29: 9, 27: 10, 19: 11, 20: 12, 21: 12, 22: 12, 55: 13, 61: 14, 54: 15, 58: 16, 57: 17, 52: 18}
+
+
+def test_mapillary_ids_map_to_the_official_train_ids_pixel_for_pixel(tmp_path):
+    every_id = np.arange(66, dtype=np.uint8).reshape(6, 11)
+    archive = make_mapillary(tmp_path / "archives", {"v0": every_id, "v1": every_id[::-1].copy()})
+    tree = _tree(tmp_path, "mapillary", [archive])
+    manifest = prepare("mapillary", tree, tmp_path / "resources" / "mapillary", 19)
+    assert manifest["count"] == {"val": 2} and manifest["broken"] == 0  # the training pair is not prepared
+    root = tmp_path / "resources" / "mapillary"
+    expected = np.array([MAPILLARY_OFFICIAL.get(i, 255) for i in range(66)]).reshape(6, 11)
+    for stem, raw in (("v0", every_id), ("v1", every_id[::-1])):
+        out = np.asarray(Image.open(root / "labels" / "val" / f"{stem}.png"))
+        assert out.tolist() == np.array([MAPILLARY_OFFICIAL.get(int(i), 255) for i in raw.flat]).reshape(6, 11).tolist()
+    assert (out[::-1] == expected).all()
+    item = SegmentationList(root, "lists/val.txt", 19)[0]  # the JPEG through its linked folder
+    assert item["image"].shape == (3, 6, 11) and sorted(set(item["label"].flatten().tolist())) == [*range(19), 255]
+    assert "the real dataset has 2000" in (root / "report.md").read_text()
+    # A custom table (datasets.mapillary_label_map): lane markings (24) left out of road, ids not named ignored.
+    custom = raw_ids_from_classes({"road": [13, 41], "car": [55, 56]})
+    prepare("mapillary", tree, tmp_path / "resources" / "mapillary_custom", 19, raw_ids=custom)
+    out = np.asarray(Image.open(tmp_path / "resources" / "mapillary_custom" / "labels" / "val" / "v0.png"))
+    assert out.flatten().tolist() == [{13: 0, 41: 0, 55: 13, 56: 13}.get(i, 255) for i in range(66)]
+    # The same through `diga prepare` with the table in its config slice (what the workflow passes).
+    job = {"benchmark": "toycity", "seeds": [0], "data": {"num_classes": 19},
+           "sections": ["data.num_classes", "datasets.strict_counts", "datasets.mapillary_label_map"],
+           "datasets": {"strict_counts": False, "mapillary_label_map": {"road": [13, 41], "car": [55, 56]}}}
+    out_dir = tmp_path / "resources" / "mapillary_cli"
+    assert cli.main(["prepare", "--config", json.dumps(job), "--dataset", "mapillary", "--receipt",
+                     str(tmp_path / "resources" / "raw" / "mapillary.json"), "--out", str(out_dir)]) == 0
+    assert (np.asarray(Image.open(out_dir / "labels" / "val" / "v0.png")) == out.reshape(6, 11)).all()
+    with pytest.raises(ValueError, match="raw id 13 is mapped to both 'road' and 'car'"):
+        raw_ids_from_classes({"road": [13], "car": [13]})
+    with pytest.raises(ValueError, match="unknown class 'lane marking'"):
+        raw_ids_from_classes({"lane marking": [24]})
+
+
+def test_bdd100k_keeps_its_train_ids_and_skips_labels_with_other_ids(tmp_path):
+    good = np.array([[*range(19), 255]] * 3, dtype=np.uint8)
+    bad = good.copy()
+    bad[1, 4] = 19  # not a trainId: a label of another label space
+    make_bdd100k(tmp_path / "archives", {"a": good, "b": bad, "c": good[:, ::-1].copy()})
+    receipt = acquire("bdd100k", spec(archive_dir=str(tmp_path / "archives")), tmp_path / "resources",
+                      tmp_path / "resources" / "raw" / "bdd100k.json", progress=False)  # the standard archive names
+    tree = receipt["tree"]
+    manifest = prepare("bdd100k", tree, tmp_path / "resources" / "bdd100k", 19, receipt=receipt)
+    root = tmp_path / "resources" / "bdd100k"
+    assert manifest["count"] == {"val": 2} and manifest["broken"] == 1
+    assert (root / "lists" / "val.txt").read_text().split() == [
+        "images_val/a.jpg", "labels/val/a.png", "images_val/c.jpg", "labels/val/c.png"]
+    assert np.asarray(Image.open(root / "labels" / "val" / "c.png")).tolist() == good[:, ::-1].tolist()
+    report = json.loads((root / "report.json").read_text())
+    assert report["broken"][0]["file"] == "bdd100k/labels/sem_seg/masks/val/b.png"
+    assert report["broken"][0]["archive"] == "bdd100k_sem_seg_labels_trainval.zip"
+    assert report["broken"][0]["problem"] == "raw label id 19 is outside the dataset's ids 0..18 and 255"
+    # 16 classes (SYNTHIA -> BDD100K): terrain, truck and train are ignored, the rest renumbered.
+    prepare("bdd100k", tree, tmp_path / "resources" / "bdd16", 16)
+    out = np.asarray(Image.open(tmp_path / "resources" / "bdd16" / "labels" / "val" / "a.png"))
+    assert out[0].tolist() == [*range(9), 255, 9, 10, 11, 12, 255, 13, 255, 14, 15, 255]
 
 
 def test_acquire_records_then_checks_the_sha256(tmp_path):

@@ -1,9 +1,11 @@
-"""Acquisition of the real datasets (GTA5, SYNTHIA-RAND-CITYSCAPES, Cityscapes): three ways in.
+"""Acquisition of the real datasets (GTA5, SYNTHIA-RAND-CITYSCAPES, Cityscapes, BDD100K, Mapillary Vistas): three
+ways in.
 
 - `folder`: an already extracted dataset, used in place and never written to;
 - `archives`: the archives the user downloaded (their standard names, in `archive_dir`);
 - `download`: the public archives (GTA5's 20 zips, SYNTHIA's rar) fetched into `archive_dir`, with resume,
-  progress and retries. Cityscapes needs the user's own login: fetch it with csDownload, then use `archives`.
+  progress and retries. Cityscapes, BDD100K and Mapillary need the user's own account: download them, then use
+  `archives` (or give `url`, a mirror of the archives).
 
 Every archive is read completely (its sha256) and checked against the sha256 in the config (`sha256: {name: hex}`),
 else against the one recorded in `<data.root>/raw/<dataset>.sha256.json` when it was last ingested. A checksum is
@@ -67,6 +69,22 @@ DATASETS: dict[str, DatasetInfo] = {
         help="Cityscapes needs your own account at https://www.cityscapes-dataset.com: download the two zips "
              "with `pip install cityscapesscripts && csDownload -d <archive_dir> gtFine_trainvaltest.zip "
              "leftImg8bit_trainvaltest.zip` (or from the website)",
+    ),
+    # Domain generalisation's extra targets; both licences are accepted with your own account, so no default URL.
+    "bdd100k": DatasetInfo(
+        archives=("bdd100k_images_10k.zip", "bdd100k_sem_seg_labels_trainval.zip"),
+        url=None,
+        markers=("images/10k", "labels/sem_seg/masks"),
+        help="BDD100K needs your own account at https://bdd-data.berkeley.edu: download the 10K images "
+             "(bdd100k_images_10k.zip) and the semantic-segmentation labels (bdd100k_sem_seg_labels_trainval.zip); "
+             "with other archive names set datasets.bdd100k.archive_names, or extract them and use way: folder",
+    ),
+    "mapillary": DatasetInfo(
+        archives=("mapillary-vistas-dataset_public_v1.2.zip",),
+        url=None,
+        markers=("validation/images", "validation/labels"),
+        help="Mapillary Vistas v1.2 needs your own account at https://www.mapillary.com/dataset/vistas: download "
+             "mapillary-vistas-dataset_public_v1.2.zip (version 1.2: its labels have the 66 ids the evaluation maps)",
     ),
 }
 
@@ -258,7 +276,8 @@ def _ingest_archives(name: str, spec: dict, data_root: Path, progress: bool) -> 
     if missing and way == "download":
         if info.url is None and not spec.get("url"):
             raise AcquisitionError(
-                f"{name} cannot be downloaded without a login. {info.help}, then use them: "
+                f"{name} cannot be downloaded without your own account (or a URL in datasets.{name}.url). {info.help}; "
+                f"then use the archives: "
                 f"{config_advice(name, {'way': 'archives', 'archive_dir': str(archive_dir)})}")
         base = (spec.get("url") or info.url).rstrip("/") + "/"
         for archive in missing:

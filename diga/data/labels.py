@@ -48,6 +48,38 @@ SYNTHIA_IDS: dict[int, str] = {
     12: "motorcycle", 11: "bicycle",
 }
 
+# BDD100K semantic-segmentation masks hold Cityscapes trainIds already (0..18, 255 ignore).
+BDD100K_IDS: dict[int, str] = dict(enumerate(CLASS_NAMES))
+# Mapillary Vistas v1.2 (66 ids, validation/labels/*.png) -> the 19 classes, the table the DG literature's
+# ResNet-era methods evaluate with; every other id (lane markings, crosswalks, curbs, ...) is ignored.
+MAPILLARY_CLASS_IDS: dict[str, tuple[int, ...]] = {
+    "road": (13, 24, 41), "sidewalk": (2, 15), "building": (17,), "wall": (6,), "fence": (3,), "pole": (45, 47),
+    "traffic light": (48,), "traffic sign": (50,), "vegetation": (30,), "terrain": (29,), "sky": (27,),
+    "person": (19,), "rider": (20, 21, 22), "car": (55,), "truck": (61,), "bus": (54,), "train": (58,),
+    "motorcycle": (57,), "bicycle": (52,),
+}
+
+
+def raw_ids_from_classes(class_ids: dict[str, list[int] | tuple[int, ...]]) -> dict[int, str]:
+    """{class name: [raw ids]} -> {raw id: class name}; a raw id under two classes or an unknown name is an error."""
+    table: dict[int, str] = {}
+    for name, ids in class_ids.items():
+        if name not in CLASS_NAMES:
+            raise ValueError(f"unknown class {name!r}; known classes: {', '.join(CLASS_NAMES)}")
+        for raw in ids:
+            if raw in table:
+                raise ValueError(f"raw id {raw} is mapped to both {table[raw]!r} and {name!r}")
+            table[raw] = name
+    return table
+
+
+MAPILLARY_IDS: dict[int, str] = raw_ids_from_classes(MAPILLARY_CLASS_IDS)
+# Each real dataset's raw label ids -> class name (GTA5's palette indices are Cityscapes labelIds).
+DATASET_IDS: dict[str, dict[int, str]] = {
+    "cityscapes": CITYSCAPES_LABEL_IDS, "gta5": CITYSCAPES_LABEL_IDS, "synthia": SYNTHIA_IDS,
+    "bdd100k": BDD100K_IDS, "mapillary": MAPILLARY_IDS,
+}
+
 
 def class_names(num_classes: int) -> tuple[str, ...]:
     """The names of the 19- or 16-class label space, indexed by trainId."""

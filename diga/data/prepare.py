@@ -11,6 +11,10 @@ are listed and skipped with a warning.
   colours); lists/train.txt = the 18,111 ids the paper trains on, lists/train_full.txt = all usable ids.
 - SYNTHIA-RAND-CITYSCAPES: GT/LABELS/NNNNNNN.png are 16-bit 3-channel PNGs, class id in the first channel ->
   16 trainIds; lists/train.txt.
+- BDD100K (10K images + semantic-segmentation labels): images/10k/val/<id>.jpg with labels/sem_seg/masks/val/<id>.png,
+  already trainIds (0..18, 255); lists/val.txt. Only val is prepared: the pipeline evaluates on it, never trains.
+- Mapillary Vistas v1.2: validation/images/<id>.jpg with validation/labels/<id>.png (66 ids, 0..65) -> 19 trainIds
+  (labels.MAPILLARY_CLASS_IDS, or datasets.mapillary_label_map); lists/val.txt, for the same reason.
 
 Resize streams (`diga.data.streams`): for each [height, width] size, the pairs of the training list(s) are stored
 resized under streams/<H>x<W>/ (image bicubic, label nearest, as the official loaders resize), with their own
@@ -33,7 +37,7 @@ import numpy as np
 from PIL import Image
 
 from diga.atomic import atomic_dir
-from diga.data.labels import CITYSCAPES_LABEL_IDS, SYNTHIA_IDS, lookup_table
+from diga.data.labels import DATASET_IDS, IGNORE_INDEX, lookup_table
 from diga.data.streams import Size, size_name, stream_list
 from diga.errors import DigaError
 
@@ -46,6 +50,8 @@ EXPECTED_COUNTS = {
     "cityscapes": {"train": 2975, "val": 500},
     "gta5": {"train_full": 24966},
     "synthia": {"train": 9400},
+    "bdd100k": {"val": 1000},
+    "mapillary": {"val": 2000},
 }
 GTA5_TOTAL = 24966
 GTA5_KNOWN_UNUSABLE = 25  # 24,941 of 24,966 pairs are usable (missing or mismatched labels)
@@ -58,7 +64,8 @@ GTA5_EXCLUDED_RANGES = (
     "17775-17894 18102 18424 18478 18491 18495-18553 19068 19316-19317 19378-19397 19578 19729-19746 19827-19902 "
     "19913 20089"
 )
-RAW_ID_RANGE = {"cityscapes": 33, "gta5": 33, "synthia": 22}  # largest raw id a valid label holds
+RAW_ID_RANGE = {"cityscapes": 33, "gta5": 33, "synthia": 22, "bdd100k": 18, "mapillary": 65}  # largest raw id
+RAW_IGNORE = {"bdd100k": (IGNORE_INDEX,)}  # ids above the range that a valid label may hold too
 
 
 class PreparationError(DigaError, RuntimeError):
@@ -114,10 +121,10 @@ class _Fault(ValueError):
         self.path = path
 
 
-def convert_pair(job: tuple[str, int, Pair, str]) -> dict:
-    """Validate one pair and write its trainId label; return its record (with 'problem' and the faulty 'file'
-    if broken)."""
-    dataset, num_classes, pair, out_root = job
+def convert_pair(job: tuple[str, int, Pair, str, dict[int, str]]) -> dict:
+    """Validate one pair and write its trainId label (through `raw_ids`: raw id -> class name); return its record
+    (with 'problem' and the faulty 'file' if broken)."""
+    dataset, num_classes, pair, out_root, raw_ids = job
     record = {"split": pair.split, "image": pair.image_rel, "label": pair.label_rel}
     try:
         if not os.path.isfile(pair.image_abs):
@@ -141,12 +148,17 @@ def convert_pair(job: tuple[str, int, Pair, str]) -> dict:
                                          f"{image_size[0]}x{image_size[1]}")
         top = int(raw.max())
         if top > RAW_ID_RANGE[dataset]:
-            raise _Fault(pair.label_abs, f"raw label id {top} is outside the dataset's ids 0..{RAW_ID_RANGE[dataset]}")
+            values = np.unique(raw)
+            allowed = RAW_IGNORE.get(dataset, ())
+            bad = [int(v) for v in values if v > RAW_ID_RANGE[dataset] and v not in allowed]
+            if bad:
+                also = "".join(f" and {a}" for a in allowed)
+                raise _Fault(pair.label_abs, f"raw label id {bad[0]} is outside the dataset's ids "
+                                             f"0..{RAW_ID_RANGE[dataset]}{also}")
     except _Fault as fault:
         record.update(problem=str(fault), file=fault.path)
         return record
-    table = lookup_table(CITYSCAPES_LABEL_IDS if dataset != "synthia" else SYNTHIA_IDS, num_classes,
-                         size=max(256, top + 1))
+    table = lookup_table(raw_ids, num_classes, size=max(256, top + 1))
     out = Path(out_root) / pair.label_rel
     out.parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(table[raw]).save(out, format="PNG")  # a failed write (disk full) stops the job: not a broken pair
@@ -259,10 +271,21 @@ def _numbered_pairs(tree: Path, image_dir: str, label_dir: str, link: str, split
                  f"labels/{name}") for name in sorted(images | labels)]
 
 
+def _named_pairs(tree: Path, image_dir: str, label_dir: str, link: str, split: str) -> list[Pair]:
+    """<image_dir>/<id>.jpg with <label_dir>/<id>.png (BDD100K, Mapillary); the image folder is linked as `link`."""
+    stems = {p.stem for p in (tree / image_dir).glob("*.jpg")} | {p.stem for p in (tree / label_dir).glob("*.png")}
+    return [Pair(split, f"{link}/{stem}.jpg", str(tree / image_dir / f"{stem}.jpg"),
+                 str(tree / label_dir / f"{stem}.png"), f"labels/{split}/{stem}.png") for stem in sorted(stems)]
+
+
 LAYOUTS: dict[str, tuple[Callable[[Path], list[Pair]], dict[str, str]]] = {
     "cityscapes": (_cityscapes_pairs, {"leftImg8bit": "leftImg8bit"}),
     "gta5": (lambda tree: _numbered_pairs(tree, "images", "labels", "images", "train_full"), {"images": "images"}),
     "synthia": (lambda tree: _numbered_pairs(tree, "RGB", "GT/LABELS", "RGB", "train"), {"RGB": "RGB"}),
+    "bdd100k": (lambda tree: _named_pairs(tree, "images/10k/val", "labels/sem_seg/masks/val", "images_val", "val"),
+                {"images_val": "images/10k/val"}),
+    "mapillary": (lambda tree: _named_pairs(tree, "validation/images", "validation/labels", "images_val", "val"),
+                  {"images_val": "validation/images"}),
 }
 
 
@@ -281,11 +304,13 @@ def _write_report(root: Path, dataset: str, counts: dict, expected: dict, broken
 
 def prepare(dataset: str, tree: str | Path, out: str | Path, num_classes: int, workers: int = 1,
             strict_counts: bool = False, streams: list[Size] = (),
-            stream_lists: list[str] = ("lists/train.txt",), receipt: dict | None = None) -> dict:
+            stream_lists: list[str] = ("lists/train.txt",), receipt: dict | None = None,
+            raw_ids: dict[int, str] | None = None) -> dict:
     """Prepare one acquired dataset into `out` (replaced atomically); return the manifest.
 
     `streams`: [height, width] sizes at which the pairs of the list files `stream_lists` are also stored.
     `receipt`: what `diga fetch` wrote, to name the archive a broken file came from.
+    `raw_ids`: raw label id -> class name, if not the dataset's table in `diga.data.labels`.
     """
     if dataset not in LAYOUTS:
         raise PreparationError(f"unknown dataset {dataset!r}; known: {', '.join(LAYOUTS)}")
@@ -299,7 +324,8 @@ def prepare(dataset: str, tree: str | Path, out: str | Path, num_classes: int, w
     with atomic_dir(out) as tmp:
         for link, target in links.items():
             os.symlink(tree / target, tmp / link, target_is_directory=True)
-        records = _map(convert_pair, [(dataset, num_classes, pair, str(tmp)) for pair in pairs], workers,
+        raw_ids = raw_ids or DATASET_IDS[dataset]
+        records = _map(convert_pair, [(dataset, num_classes, pair, str(tmp), raw_ids) for pair in pairs], workers,
                        f"{dataset} pairs")
         good = [r for r in records if "problem" not in r]
         broken = [r for r in records if "problem" in r]
