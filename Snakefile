@@ -26,6 +26,7 @@ include: "workflow/rules/baselines.smk"
 include: "workflow/rules/warmup.smk"
 include: "workflow/rules/selftrain.smk"
 include: "workflow/rules/evaluate.smk"
+include: "workflow/rules/dg.smk"
 include: "workflow/rules/report.smk"
 
 

@@ -36,6 +36,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("make-toy", help="generate the ToyCity benchmark (source and target domains)")
     _common(p, seed=False)
     p.add_argument("--out", default=None, help="dataset folder to (re)create (default: the config's data.root)")
+    p.add_argument("--style", default=None,
+                   help="generate only this unseen domain of domain generalisation (val images), e.g. dusk")
 
     p = sub.add_parser("fetch", help="acquire a real dataset (extracted folder, archives or download; checksums; "
                                      "extraction) as datasets.<dataset> in the config says")
@@ -75,6 +77,12 @@ def build_parser() -> argparse.ArgumentParser:
     _common(p, seed=False)
     p.add_argument("--metrics", nargs="+", required=True, type=Path)
     p.add_argument("--final-stage", required=True)
+    p.add_argument("--out-stem", required=True, type=Path)
+
+    p = sub.add_parser("dg-table", help="domain generalisation table (.md, .csv, .tex): models x unseen targets")
+    _common(p, seed=False)
+    p.add_argument("--metrics", nargs="+", required=True, type=Path, help="<stage>/dg/<target>/metrics*.json files")
+    p.add_argument("--references", type=Path, help="published results (config/references.yaml)")
     p.add_argument("--out-stem", required=True, type=Path)
 
     p = sub.add_parser("pseudolabel-table", help="pseudo-label quality per self-training round (.md, .csv, .tex)")
@@ -200,9 +208,14 @@ def run(args: argparse.Namespace, argv: list[str]) -> None:
     if command in STAGE_COMMANDS:
         run_stage(STAGE_COMMANDS[command], settings, args)
     elif command == "make-toy":
-        from diga.data.toycity import ToyCitySpec, write_toycity
+        from diga.data.toycity import ToyCitySpec, write_toycity, write_toycity_style
 
-        write_toycity(ToyCitySpec(**settings["toycity"]), args.out or settings["data"]["root"])
+        if args.style:
+            if not args.out:
+                raise UsageError("make-toy --style needs --out, the folder of that domain")
+            write_toycity_style(ToyCitySpec(**settings["toycity"]), args.style, args.out)
+        else:
+            write_toycity(ToyCitySpec(**settings["toycity"]), args.out or settings["data"]["root"])
     elif command == "fetch":
         from diga.data.ingest import acquire
 
@@ -235,6 +248,12 @@ def run(args: argparse.Namespace, argv: list[str]) -> None:
 
         write_ablation_table(args.metrics, args.out_stem, settings["benchmark"], args.final_stage,
                              settings["ablations"]["descriptions"])
+    elif command == "dg-table":
+        from diga.report.tables import write_dg_table
+
+        write_dg_table(args.metrics, args.out_stem, settings["benchmark"],
+                       [entry["name"] for entry in settings["dg"]["targets"]], args.references,
+                       settings["ablations"]["descriptions"])
     elif command == "pseudolabel-table":
         from diga.report.tables import write_pseudolabel_table
 

@@ -68,6 +68,11 @@ _OUT_DIR = Arg("out-dir", help="the stage's folder (model.pt, train_log.csv, res
 _TRANSLATOR = Arg("translator", help="translator.pt of the translator stage")
 _CHECKPOINT = Arg("checkpoint", help="the model.pt (or model_best.pt) of the stage it reads")
 _TRAINING = ("data", "model", "optim", "train")
+_METRICS_ARGS = (Arg("out", help="metrics JSON to write"),
+                 Arg("variant", type=str, required=False, default="main",
+                     help="config variant the model belongs to ('main' or an ablation)"),
+                 Arg("kind", type=str, required=False, default="last", choices=("last", "best"),
+                     help="which checkpoint: the last iteration's or the best on val"))
 
 STAGES: dict[str, Stage] = {stage.name: stage for stage in (
     Stage("translator", "diga.train.translator:train_translator",
@@ -85,6 +90,11 @@ STAGES: dict[str, Stage] = {stage.name: stage for stage in (
           reads=(*_TRAINING, "ema", "augment", "stages.warmup"), args=(_TRANSLATOR, _OUT_DIR), trains=True,
           domains=("source",), batches={"batch": ("source",)}, stream=3, label="warm-up", order=1,
           colour="#1f77b4", bench=True),
+    Stage("dg_warmup", "diga.train.warmup:train_dg_warmup",
+          "domain generalisation: source CE + symmetric distillation with the photometric view (no target data)",
+          reads=(*_TRAINING, "ema", "augment", "stages.dg_warmup"), args=(_OUT_DIR,), trains=True,
+          domains=("source",), batches={"batch": ("source",)}, stream=6, label="DG: SKD on source only", order=1,
+          colour="#9467bd"),
     Stage("pseudolabels", "diga.infer.pseudolabel:make_pseudolabels",
           "offline pseudo-labels of target train from a stage's model",
           reads=("data", "evaluate", *INFERENCE), seeded=False,
@@ -108,12 +118,13 @@ STAGES: dict[str, Stage] = {stage.name: stage for stage in (
           "per-class IoU and mIoU of a stage's model on target val",
           reads=("data", "evaluate", *INFERENCE),
           args=(_CHECKPOINT, Arg("stage", type=str, help="the stage folder the model belongs to (selftrain2)"),
-                Arg("out", help="metrics JSON to write"),
-                Arg("variant", type=str, required=False, default="main",
-                    help="config variant the model belongs to ('main' or an ablation)"),
-                Arg("kind", type=str, required=False, default="last", choices=("last", "best"),
-                    help="which checkpoint: the last iteration's or the best on val")),
+                *_METRICS_ARGS),
           bench=True),
+    Stage("evaluate_dg", "diga.infer.evaluate:evaluate_on_dg_target",
+          "per-class IoU and mIoU of a stage's model on one dataset of dg.targets (domain generalisation)",
+          reads=("data.num_classes", "evaluate", "dg.targets", *INFERENCE),
+          args=(_CHECKPOINT, Arg("stage", type=str, help="the stage folder the model belongs to (dg_warmup)"),
+                Arg("target", type=str, help="the name of the dg.targets entry to evaluate on"), *_METRICS_ARGS)),
 )}
 
 TRAINING_STAGES = tuple(name for name, stage in STAGES.items() if stage.trains)

@@ -20,6 +20,7 @@ from diga.method.selection import (
     update_centroids_cumulative,
     update_centroids_ema,
 )
+from diga.models.deeplabv2 import SegOutput
 
 LN3 = math.log(3.0)
 
@@ -345,3 +346,62 @@ def test_update_teacher_with_decay_zero_copies_the_student():
     update_teacher(teacher, student, decay=0.0)
     assert_close(teacher.weight, student.weight)
     assert_close(teacher.bias, student.bias)
+
+
+class _PixelSegmenter(nn.Module):
+    """A 1x1-conv 'segmenter' with known weights: logits = W x + b per pixel, on [0, 1] RGB as given."""
+
+    def __init__(self, weight: list[list[float]], bias: list[float]):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 2, 1)
+        with torch.no_grad():
+            self.conv.weight.copy_(torch.tensor(weight).view(2, 3, 1, 1))
+            self.conv.bias.copy_(torch.tensor(bias))
+        self.input_space = None
+
+    def forward(self, images):
+        logits = self.conv(images)
+        return SegOutput(logits, logits)
+
+
+def test_dg_warmup_loss_is_ce_plus_distillation_between_the_image_and_its_photometric_view():
+    import numpy as np
+
+    from diga.runtime.precision import Precision
+    from diga.train.warmup import warmup_step
+
+    student = _PixelSegmenter([[1.0, -2.0, 0.5], [-1.0, 0.5, 2.0]], [0.1, -0.2])
+    teacher = _PixelSegmenter([[0.0, 1.0, -1.0], [2.0, 0.0, 1.0]], [0.3, 0.0])
+    pixels = np.array([[0.9, 0.2, 0.1], [0.1, 0.3, 0.8]])  # two pixels, RGB
+    labels = np.array([1, 0])
+    image = torch.tensor(pixels.T, dtype=torch.float32).reshape(1, 3, 1, 2)
+    batch = {"image": image, "label": torch.tensor(labels).reshape(1, 1, 2)}
+    # The only photometric op that happens: grayscale (p = 1), so the second view is known exactly.
+    augment = {"jitter_p": 0.0, "grayscale_p": 1.0, "blur_p": 0.0, "sharpness_p": 0.0, "space": "image",
+               "brightness": 0.4, "contrast": 0.4, "saturation": 0.2, "hue": 0.1, "blur_sigma": 1.0,
+               "blur_kernel": None, "sharpness": 0.5, "sharpness_mode": "sharpen"}
+    settings = {"stages": {"dg_warmup": {"distill_weight": 0.5, "reverse_scale": 0.5, "aug_beta": 0.4}},
+                "optim": {"seg_loss": "ce", "ce_normalise": "valid_pixels"}, "augment": augment,
+                "ema": {"max_decay": 0.99, "average_buffers": True}}
+    step = warmup_step(settings, student, teacher, None, iter([batch]), None, torch.Generator().manual_seed(0),
+                       Precision("fp32", False, False, "cpu"), stage="dg_warmup")
+    losses, _ = step(1)  # iteration 1: the EMA first makes the teacher the mean of its weights and the student's
+
+    # The same by hand: view = 0.4 * grey + 0.6 * x; teacher weights averaged with decay 1 - 1/2.
+    grey = pixels @ np.array([0.2989, 0.587, 0.114])
+    view = 0.4 * grey[:, None] + 0.6 * pixels
+    w_s, b_s = np.array([[1.0, -2.0, 0.5], [-1.0, 0.5, 2.0]]), np.array([0.1, -0.2])
+    w_t = 0.5 * np.array([[0.0, 1.0, -1.0], [2.0, 0.0, 1.0]]) + 0.5 * w_s
+    b_t = 0.5 * np.array([0.3, 0.0]) + 0.5 * b_s
+
+    def log_softmax(z):
+        return z - np.log(np.exp(z).sum(axis=1, keepdims=True))
+
+    s_clean, s_view = log_softmax(pixels @ w_s.T + b_s), log_softmax(view @ w_s.T + b_s)
+    t_clean, t_view = np.exp(log_softmax(pixels @ w_t.T + b_t)), np.exp(log_softmax(view @ w_t.T + b_t))
+    ce = -s_clean[[0, 1], labels].mean()
+    forward = -(t_clean * s_view).sum(axis=1).mean()   # teacher on the image -> student on the view
+    reverse = -(t_view * s_clean).sum(axis=1).mean()   # teacher on the view -> student on the image
+    assert losses["ce"].item() == pytest.approx(ce, rel=1e-5)
+    assert losses["skd"].item() == pytest.approx(0.5 * (forward + 0.5 * reverse), rel=1e-5)
+    assert forward != pytest.approx(reverse, rel=1e-2)  # the two directions differ, so a swap would be caught

@@ -25,7 +25,7 @@ TRAINING_RULES = {"make_toy", "translator", "source_only", "oracle", "warmup", "
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory):
     workdir = tmp_path_factory.mktemp("tiny_run")
-    run_snakemake("--configfile", str(TINY_CONFIG), "--cores", "2", "all", "ablations", cwd=workdir)
+    run_snakemake("--configfile", str(TINY_CONFIG), "--cores", "2", "all", "ablations", "dg", cwd=workdir)
     return workdir
 
 
@@ -115,8 +115,37 @@ def test_table_has_a_row_per_stage(tiny_run):
         assert float(row["mIoU"]) == pytest.approx(metrics["miou"], abs=1e-3)
 
 
+def test_dg_evaluates_both_models_on_every_unseen_target_and_tabulates_them(tiny_run):
+    results = tiny_run / "results" / "tiny"
+    dusk_list = (tiny_run / "resources" / "tiny_dg" / "dusk" / "lists" / "val.txt").read_text().splitlines()
+    assert len(dusk_list) == 6 and all("/dusk/" in line for line in dusk_list)  # n_target_val images of that style
+    miou = {}
+    for stage in ("source_only", "dg_warmup"):
+        for target in ("target", "dusk"):
+            metrics = json.loads((results / "seed0" / stage / "dg" / target / "metrics.json").read_text())
+            assert metrics["dg_target"] == target and metrics["stage"] == stage and metrics["eval_size"] is None
+            assert np.array(metrics["confusion"]).sum() == 6 * 32 * 64
+            miou[stage, target] = metrics["miou"]
+    # The same model on the same images as the main evaluation: the same number.
+    main = json.loads((results / "seed0" / "source_only" / "metrics.json").read_text())
+    assert miou["source_only", "target"] == main["miou"]
+    with open(results / "seed0" / "dg_warmup" / "train_log.csv") as handle:
+        rows = list(csv.DictReader(handle))
+    assert len(rows) == 6 and {"ce", "skd"} <= set(rows[0])
+    with open(results / "dg_table.csv") as handle:
+        table = {row["key"]: row for row in csv.DictReader(handle)}
+    for stage in ("source_only", "dg_warmup"):
+        row = table[f"main:{stage}:last"]
+        assert float(row["target"]) == pytest.approx(miou[stage, "target"], abs=1e-3)
+        assert float(row["dusk"]) == pytest.approx(miou[stage, "dusk"], abs=1e-3)
+        assert float(row["mean"]) == pytest.approx((miou[stage, "target"] + miou[stage, "dusk"]) / 2, abs=1e-3)
+    markdown = (results / "dg_table.md").read_text()
+    assert "| DG: SKD on source only | 1 |" in markdown and "| source-only on dusk | 1 |" in markdown
+    assert (results / "dg_table_per_class.csv").is_file() and (results / "dg_table.tex").is_file()
+
+
 def test_nothing_reruns_after_a_complete_run(tiny_run):
-    result = run_snakemake("--configfile", str(TINY_CONFIG), "-n", "all", "ablations", cwd=tiny_run)
+    result = run_snakemake("--configfile", str(TINY_CONFIG), "-n", "all", "ablations", "dg", cwd=tiny_run)
     assert "Nothing to be done" in result.stdout + result.stderr
 
 

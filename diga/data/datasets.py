@@ -46,24 +46,30 @@ def read_list(root: Path, list_file: str) -> list[tuple[Path, Path | None]]:
     return pairs
 
 
-def load_image(path: Path) -> torch.Tensor:
-    """An RGB image as a float tensor 3xHxW in [0, 1].
+def load_image(path: Path, size: tuple[int, int] | None = None) -> torch.Tensor:
+    """An RGB image as a float tensor 3xHxW in [0, 1]; resized (bicubic) to `size` [height, width] if given.
 
     Pillow on purpose: OpenCV decodes the same 8-bit PNGs to the same pixels 8-25 % faster, but neither the
     training crops nor whole-image reads (`diga bench-data`, 64x128 and 1024x2048 ToyCity) got measurably faster.
     """
     try:
         with Image.open(path) as image:
-            array = np.asarray(image.convert("RGB"), dtype=np.uint8)
+            image = image.convert("RGB")
+            if size is not None and image.size != (size[1], size[0]):
+                image = image.resize((size[1], size[0]), Image.Resampling.BICUBIC)
+            array = np.asarray(image, dtype=np.uint8)
     except FileNotFoundError:
         raise MissingDatasetError(f"image {path} is listed but missing; regenerate or re-prepare the dataset") from None
     return torch.from_numpy(array.copy()).permute(2, 0, 1).float().div_(255.0)
 
 
-def load_label(path: Path, num_classes: int) -> torch.Tensor:
-    """A trainId label map as a long tensor HxW, checked for ids outside the class range."""
+def load_label(path: Path, num_classes: int, size: tuple[int, int] | None = None) -> torch.Tensor:
+    """A trainId label map as a long tensor HxW, checked for ids outside the class range; resized (nearest) to
+    `size` [height, width] if given."""
     try:
         with Image.open(path) as image:
+            if size is not None and image.size != (size[1], size[0]):
+                image = image.resize((size[1], size[0]), Image.Resampling.NEAREST)
             array = np.asarray(image, dtype=np.uint8)
     except FileNotFoundError:
         raise MissingDatasetError(f"label {path} is listed but missing; regenerate or re-prepare the dataset") from None
@@ -81,12 +87,15 @@ class SegmentationList(Dataset):
     without labels.
     `extra_label_dir`: a folder of pseudo-label PNGs named `<image stem>.png`, returned as 'pseudo'; with
     `resize_extra_labels` they are resized (nearest) to the image, whose list is then a resized stream.
+    `size`: every image (bicubic) and label (nearest) resized to [height, width] as it is read (an evaluation
+    protocol, e.g. Mapillary at 1080x1920).
     """
 
     def __init__(self, root: str | Path, list_file: str, num_classes: int, with_labels: bool = True,
                  extra_label_dir: str | Path | None = None, resize_extra_labels: bool = False,
-                 truth_only: bool = False):
+                 truth_only: bool = False, size: tuple[int, int] | None = None):
         self.root = Path(root)
+        self.size = tuple(size) if size is not None else None
         self.pairs = read_list(self.root, list_file)
         self.num_classes = num_classes
         self.with_labels = with_labels
@@ -107,14 +116,14 @@ class SegmentationList(Dataset):
 
     def __getitem__(self, index: int) -> dict:
         image_path, label_path = self.pairs[index]
-        item = {"image": load_image(image_path), "index": index}
+        item = {"image": load_image(image_path, self.size), "index": index}
         height, width = item["image"].shape[1:]
         if self.with_labels and not self.truth_only:
-            item["label"] = load_label(label_path, self.num_classes)
+            item["label"] = load_label(label_path, self.num_classes, self.size)
         else:
             item["label"] = torch.full((height, width), IGNORE_INDEX, dtype=torch.long)
             if self.with_labels:
-                item["truth"] = load_label(label_path, self.num_classes)
+                item["truth"] = load_label(label_path, self.num_classes, self.size)
         if self.extra_label_dir is not None:
             item["pseudo"] = load_label(self.extra_label_dir / f"{image_path.stem}.png", self.num_classes)
             if self.resize_extra_labels and tuple(item["pseudo"].shape) != (height, width):

@@ -1,4 +1,5 @@
-"""Evaluate a stage's model on target val: per-class IoU, mIoU and pixel accuracy, as a metrics JSON."""
+"""Evaluate a stage's model on target val, or on a dataset of dg.targets (domain generalisation): per-class IoU,
+mIoU and pixel accuracy, as a metrics JSON."""
 
 from __future__ import annotations
 
@@ -8,7 +9,9 @@ import numpy as np
 import torch
 
 from diga.atomic import write_json
+from diga.data.datasets import SegmentationList
 from diga.data.labels import CLASS_NAMES_13, class_names
+from diga.errors import ConfigError
 from diga.provenance import provenance
 from diga.runtime.checkpoints import load_segmenter
 from diga.runtime.device import device_for
@@ -34,17 +37,35 @@ def metrics_from_confusion(confusion: np.ndarray) -> dict:
 
 def evaluate_checkpoint(settings: dict, seed: int, checkpoint: Path, stage: str, out_path: Path,
                         variant: str = "main", kind: str = "last") -> dict:
+    """The stage's model on target val (data.target)."""
+    return _evaluate(settings, seed, checkpoint, stage, out_path, variant, kind, dataset=None, extra={})
+
+
+def evaluate_on_dg_target(settings: dict, seed: int, checkpoint: Path, stage: str, target: str, out_path: Path,
+                          variant: str = "main", kind: str = "last") -> dict:
+    """The stage's model on one dataset of dg.targets (domain generalisation), at its evaluation size."""
+    targets = {entry["name"]: entry for entry in settings["dg"]["targets"]}
+    if target not in targets:
+        raise ConfigError(f"dg.targets has no target {target!r}; its targets are {', '.join(targets) or 'none'}")
+    entry = targets[target]
+    dataset = SegmentationList(entry["root"], entry["val_list"], settings["data"]["num_classes"], size=entry["size"])
+    return _evaluate(settings, seed, checkpoint, stage, out_path, variant, kind, dataset,
+                     {"dg_target": target, "eval_size": entry["size"]})
+
+
+def _evaluate(settings: dict, seed: int, checkpoint: Path, stage: str, out_path: Path, variant: str, kind: str,
+              dataset: SegmentationList | None, extra: dict) -> dict:
     device = device_for(settings)
     state = torch.load(checkpoint, map_location="cpu", weights_only=False)
     precision = inference_precision_for(settings, device)
     model = precision.place(load_segmenter(state, device, "student").eval())
-    confusion = confusion_on_val(settings, model, device)
+    confusion = confusion_on_val(settings, model, device, dataset)
     result = {"benchmark": settings["benchmark"], "stage": stage, "variant": variant, "seed": seed,
-              "checkpoint": kind, "model": "student",
+              "checkpoint": kind, "model": "student", **extra,
               **metrics_from_confusion(confusion), "confusion": confusion.tolist()}
     if state.get("teacher") is not None:  # the EMA teacher, for reference
         teacher = precision.place(load_segmenter(state, device, "teacher").eval())
-        result["teacher_miou"] = metrics_from_confusion(confusion_on_val(settings, teacher, device))["miou"]
+        result["teacher_miou"] = metrics_from_confusion(confusion_on_val(settings, teacher, device, dataset))["miou"]
     if "val_miou" in state:  # a best-on-val checkpoint: when it was taken
         result["checkpoint_iteration"], result["checkpoint_val_miou"] = state["iteration"], state["val_miou"]
     result["provenance"] = provenance(settings)

@@ -274,3 +274,91 @@ def write_pseudolabel_table(train_logs: list[str | Path], summaries: list[str | 
     markdown = to_markdown(rows, columns, title, notes, first="round", bold=())
     write_all(out_stem, markdown, to_csv(rows, columns, first="round"), to_latex(rows, columns, title, first="round"))
     return rows
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Domain generalisation
+# ----------------------------------------------------------------------------------------------------------
+
+def _dg_label(stage: str, checkpoint: str, variant: str, descriptions: dict[str, str]) -> str:
+    label = stage_label(stage)
+    if checkpoint != "last":
+        label += f" ({CHECKPOINT_LABELS.get(checkpoint, checkpoint)})"
+    if variant != "main":
+        label += f" [{descriptions.get(variant, variant)}]"
+    return label
+
+
+def _mean_std(values: pd.Series) -> tuple[float, float | None]:
+    values = values.dropna()
+    if values.empty:
+        return math.nan, None
+    return float(values.mean()), float(values.std(ddof=1)) if len(values) > 1 else 0.0
+
+
+def dg_reference_rows(references: list[dict], targets: list[str]) -> list[Row]:
+    """Published DG rows: mIoU per target dataset as given (`targets: {name: miou}`), their mean only if published."""
+    rows = []
+    for ref in references:
+        given = ref.get("targets") or {}
+        values = {t: (float(given[t]), None) if t in given else (math.nan, None) for t in targets}
+        values["mean"] = (float(ref["mean"]), None) if "mean" in ref else (math.nan, None)
+        flag = "verified" if ref.get("verified") else "unverified"
+        rows.append(Row(f"{ref['method']} [published, {flag}]", "", values,
+                        {"backbone": ref.get("backbone", "unknown"), "source": ref["source"],
+                         "verified": str(bool(ref.get("verified"))).lower()}, key=ref["method"]))
+    return rows
+
+
+def write_dg_table(metrics_paths: list[str | Path], out_stem: Path, benchmark: str, targets: list[str],
+                   references_path: str | Path | None = None, descriptions: dict[str, str] | None = None) -> list[Row]:
+    """The domain generalisation table: per model (stage, checkpoint, variant), the mIoU on each unseen target and
+    their mean (per seed, then mean ± std over seeds); published rows below. A second table (`<stem>_per_class`)
+    has the per-class IoU of each model on each target. Metrics files carry their target as `dg_target`."""
+    records = []
+    for path in metrics_paths:
+        row = read_metrics(path)
+        row["target"] = json.loads(Path(path).read_text())["dg_target"]
+        records.append(row)
+    per_seed = pd.DataFrame(records)
+    missing = sorted(set(targets) - set(per_seed["target"]))
+    if missing:
+        raise ValueError(f"no metrics for the DG target(s) {missing}")
+    names = class_columns(per_seed.drop(columns="target"))
+    keys = ["variant", "stage", "checkpoint"]
+    models = sorted(per_seed.groupby(keys, sort=False).groups,
+                    key=lambda k: (k[0] != "main", stage_order(k[1]), k[2] != "last"))
+    rows, class_rows = [], []
+    for variant, stage, checkpoint in models:
+        chosen = per_seed[(per_seed["variant"] == variant) & (per_seed["stage"] == stage)
+                          & (per_seed["checkpoint"] == checkpoint)]
+        by_seed = chosen.pivot_table(index="seed", columns="target", values="mIoU")
+        label = _dg_label(stage, checkpoint, variant, descriptions or {})
+        values = {t: _mean_std(by_seed[t]) if t in by_seed else (math.nan, None) for t in targets}
+        complete = by_seed.reindex(columns=targets).dropna()  # seeds with every target evaluated
+        values["mean"] = _mean_std(complete.mean(axis=1)) if not complete.empty else (math.nan, None)
+        key = f"{variant}:{stage}:{checkpoint}"
+        rows.append(Row(label, str(len(by_seed)), values, {"variant": variant, "stage": stage}, key=key))
+        for target in targets:
+            group = chosen[chosen["target"] == target]
+            class_values = {c: _mean_std(group[c]) for c in [*names, "mIoU"]}
+            class_rows.append(Row(f"{label} on {target}", str(len(group)), class_values, key=f"{key}:{target}"))
+    columns = [*targets, "mean"]
+    references = dg_reference_rows(load_references(references_path, benchmark), targets)
+    title = f"{benchmark}: domain generalisation, mIoU (%) on unseen target datasets, mean ± std over seeds"
+    notes = ["No model saw a target image in a loss; `mean` is the mean over the targets per seed, then over seeds.",
+             provenance_note(per_seed)]
+    for row in references:
+        notes.append(f"- {row.label}: {row.extra['backbone']}; source: {row.extra['source']}.")
+    class_title = f"{benchmark}: domain generalisation, IoU per class (%) on each target, mean ± std over seeds"
+    class_columns_ = [*names, "mIoU"]
+    markdown = (to_markdown(rows + references, columns, title, notes, first="model", bold=("mean",))
+                + "\n" + to_markdown(class_rows, class_columns_, class_title, [], first="model on target"))
+    write_all(out_stem, markdown, to_csv(rows + references, columns, first="model", extra=("backbone", "source",
+                                                                                               "verified")),
+              to_latex(rows + references, columns, title, first="model"))
+    class_stem = out_stem.with_name(out_stem.name + "_per_class")
+    write_text(class_stem.with_suffix(".csv"), to_csv(class_rows, class_columns_, first="model on target"))
+    write_text(class_stem.with_suffix(".tex"), to_latex(class_rows, class_columns_, class_title,
+                                                        first="model on target"))
+    return rows + references

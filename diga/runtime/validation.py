@@ -8,6 +8,7 @@ import logging
 import numpy as np
 import torch
 
+from diga.data.datasets import SegmentationList
 from diga.data.loader import in_order
 from diga.runtime.datasets import target_val
 from diga.runtime.metrics import confusion_matrix
@@ -18,10 +19,11 @@ logger = logging.getLogger(__name__)
 
 
 @torch.no_grad()
-def confusion_on_val(settings: dict, model: torch.nn.Module, device: torch.device) -> np.ndarray:
-    """Confusion matrix of `model` over target val. Images are decoded by loader workers on a GPU, and the counts
-    stay on the device until the end, so the GPU does not wait for the host between images."""
-    dataset = target_val(settings)
+def confusion_on_val(settings: dict, model: torch.nn.Module, device: torch.device,
+                     dataset: SegmentationList | None = None) -> np.ndarray:
+    """Confusion matrix of `model` over target val (or `dataset`). Images are decoded by loader workers on a GPU,
+    and the counts stay on the device until the end, so the GPU does not wait for the host between images."""
+    dataset = dataset if dataset is not None else target_val(settings)
     num_classes = settings["data"]["num_classes"]
     confusion = torch.zeros(num_classes, num_classes, dtype=torch.long, device=device)
     batch = settings["evaluate"]["batch"]

@@ -1,4 +1,7 @@
-"""Warm-up: source CE plus symmetric distillation between the clean source and its cross-domain mixture."""
+"""Warm-up: source CE plus symmetric distillation between the clean source and its cross-domain mixture.
+
+Domain generalisation (the `dg_warmup` stage) is the same loss with the photometric view alone as the second view: no
+translator, no target image in any loss."""
 
 from __future__ import annotations
 
@@ -25,9 +28,13 @@ from diga.train.loop import StepFn, run_training, segmenter_optimizer
 
 def warmup_step(settings: dict, student: nn.Module, teacher: nn.Module, translator: nn.Module | None,
                 source: Iterator[dict], target: Iterator[dict] | None, generator: torch.Generator,
-                precision: Precision, best: BestOnVal | None = None) -> StepFn:
-    """One warm-up iteration's losses (the loop does backward and SGD); also what `diga bench` times."""
-    cfg = settings["stages"]["warmup"]
+                precision: Precision, best: BestOnVal | None = None, stage: str = "warmup") -> StepFn:
+    """One iteration's losses (the loop does backward and SGD) of the warm-up, or of the `dg_warmup` stage
+    (`stage`, with no translator); also what `diga bench` times.
+
+    CE(student(x), y) + distill_weight * SKD(x, view), the view being the cross-domain mixture of the augmented
+    source and its translation, or (translator None) the augmented source."""
+    cfg = settings["stages"][stage]
     seg_loss = segmentation_loss(settings["optim"])
     student_fwd, teacher_fwd = precision.forward(student), precision.forward(teacher)
 
@@ -61,32 +68,44 @@ def warmup_step(settings: dict, student: nn.Module, teacher: nn.Module, translat
 
 
 def train_warmup(settings: dict, seed: int, translator_path: Path, out_dir: Path) -> None:
-    generator = seed_stage(seed, "warmup")
-    settings = stage_settings(settings, "warmup")
+    _train_with_distillation(settings, seed, "warmup", out_dir, translator_path)
+
+
+def train_dg_warmup(settings: dict, seed: int, out_dir: Path) -> None:
+    """Domain generalisation: the warm-up's loss on source alone, its second view the photometric augmentation."""
+    _train_with_distillation(settings, seed, "dg_warmup", out_dir, None)
+
+
+def _train_with_distillation(settings: dict, seed: int, stage: str, out_dir: Path, translator_path: Path | None):
+    """The warm-up (with the translator of the cross-domain mixture) or the DG stage (translator_path None)."""
+    generator = seed_stage(seed, stage)
+    settings = stage_settings(settings, stage)
     device = device_for(settings)
     precision = precision_for(settings, device)
-    cfg = settings["stages"]["warmup"]
+    cfg = settings["stages"][stage]
     source = domain_batches(settings, "source", cfg["batch"], generator, device)
     # Official-code quirk (off by default): target images pass through the student in train mode, so BN
     # running statistics see the target domain although no loss does.
     target = (domain_batches(settings, "target", cfg["batch"], generator, device, with_labels=False)
               if cfg["target_bn_leak"] else None)
-    translator = precision.place(load_translator(translator_path, device)) if cfg["mixture"] else None
+    mixture = translator_path is not None and cfg["mixture"]
+    translator = precision.place(load_translator(translator_path, device)) if mixture else None
     student = precision.place(new_segmenter(settings, device).train())
     teacher = make_teacher(student, settings)
     optimizer = segmenter_optimizer(student, settings["optim"])
 
-    best = BestOnVal(settings, "warmup", out_dir, device, {"seed": seed})
-    step = warmup_step(settings, student, teacher, translator, source, target, generator, precision, best)
+    best = BestOnVal(settings, stage, out_dir, device, {"seed": seed})
+    step = warmup_step(settings, student, teacher, translator, source, target, generator, precision, best, stage)
 
     state = {"student": student, "teacher": teacher, "optimizer": optimizer, "source": source, "generator": generator,
              "best": best}
     if target is not None:
         state["target"] = target
-    resume = stage_resume(settings, out_dir, "warmup", seed, state, inputs=(translator_path,))
-    run_training("warmup", step, optimizer, cfg["iterations"], settings["optim"]["poly_power"],
+    inputs = (translator_path,) if translator_path is not None else ()
+    resume = stage_resume(settings, out_dir, stage, seed, state, inputs=inputs)
+    run_training(stage, step, optimizer, cfg["iterations"], settings["optim"]["poly_power"],
                  settings["train"]["log_every"], out_dir / "train_log.csv", resume, cfg["lr_schedule"])
     best.finish(cfg["iterations"], student, teacher)
     if distributed.is_main():  # one process writes the outputs
-        save_segmenter(out_dir / "model.pt", "warmup", settings, student, teacher, {"seed": seed})
+        save_segmenter(out_dir / "model.pt", stage, settings, student, teacher, {"seed": seed})
         resume.finish()

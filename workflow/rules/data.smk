@@ -70,4 +70,4 @@ else:
             "../../environment.yml"
         shell:
             "diga prepare --config {params.settings:q} --dataset {params.dataset} --receipt {input.receipt}"
-            " --domain {params.domain} --workers {threads} --out {params.root} 2>&1 | tee -i {log}"
+            " {params.domain} --workers {threads} --out {params.root} 2>&1 | tee -i {log}"

@@ -15,7 +15,8 @@ from diga.data.toycity.layout import sample_layout
 from diga.data.toycity.sample import DOMAIN_IDS, SPLIT_IDS, generate_sample, sample_rng
 from diga.data.toycity.spec import ToyCitySpec
 from diga.data.toycity.style import SOURCE_COLOURS, render_source, render_target
-from diga.data.toycity.writer import MANIFEST_VERSION, write_toycity
+from diga.data.toycity.writer import MANIFEST_VERSION, write_toycity, write_toycity_style
 
 __all__ = ["DOMAIN_IDS", "MANIFEST_VERSION", "SOURCE_COLOURS", "SPLIT_IDS", "ToyCitySpec", "generate_sample",
-           "render_source", "render_target", "sample_layout", "sample_rng", "write_toycity"]
+           "render_source", "render_target", "sample_layout", "sample_rng", "write_toycity",
+           "write_toycity_style"]

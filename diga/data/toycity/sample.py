@@ -2,7 +2,8 @@
 
 `generate_sample` seeds `np.random.default_rng([seed, domain_id, split_id, index])` (no Python
 `hash()`), so every image is reproducible on its own, in any order. The layout is drawn first, so
-the labels of a target image do not depend on `shift`.
+the labels of a target image do not depend on `shift`. A domain is the source, the target, or one of
+the unseen styles of domain generalisation (`style.DG_STYLES`), each with its own layouts.
 """
 
 from __future__ import annotations
@@ -11,9 +12,9 @@ import numpy as np
 
 from diga.data.toycity.layout import sample_layout
 from diga.data.toycity.spec import ToyCitySpec
-from diga.data.toycity.style import render_source, render_target
+from diga.data.toycity.style import DG_STYLES, render_source, render_target
 
-DOMAIN_IDS = {"source": 0, "target": 1}
+DOMAIN_IDS = {"source": 0, "target": 1, "dusk": 2, "haze": 3}  # every name of DG_STYLES has its own id
 SPLIT_IDS = {"train": 0, "val": 1}
 
 
@@ -35,5 +36,5 @@ def generate_sample(spec: ToyCitySpec, domain: str, split: str, index: int) -> t
     if domain == "source":
         image = render_source(label, rng)
     else:
-        image = render_target(label, rng, float(spec.shift), spec.version)
+        image = render_target(label, rng, float(spec.shift), spec.version, DG_STYLES.get(domain))
     return image, label

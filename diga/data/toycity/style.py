@@ -36,6 +36,20 @@ contrast x[0.7, 1] and brightness +-0.08 (scaled by shift), blur sigma 0.6*shift
 
 At shift=0 the target renderer returns exactly the source-style rendering (same colour table, no
 texture, no effects), so 0 means "no domain shift".
+
+Unseen domains for domain generalisation (`DG_STYLES`, `diga make-toy --style NAME`)
+------------------------------------------------------------------------------------
+Further target styles that no stage ever trains on, with the same class geometry and colours as
+the source but other appearance factors (no class pull: only the look changes), each scaled by the
+same `shift`:
+- dusk: hue rotated the other way (+35*shift degrees), darker (brightness -0.12*shift on average),
+  desaturated x(1 - 0.4*shift), contrast x[0.6, 0.85], sensor noise 0.035*shift, a little blur
+  (0.3*shift), faint textures (0.1*shift);
+- haze: washed out toward white (brightness +0.08*shift on average), contrast x[0.65, 0.85],
+  desaturated x(1 - 0.4*shift), hue -10*shift degrees, blur 0.8*shift, noise 0.02*shift, textures
+  0.05*shift.
+A source-trained model that relies on exact colours fails on both; photometric augmentation
+(colour jitter, grey, blur: what the DG stage distils over) covers part of each.
 """
 
 from __future__ import annotations
@@ -81,6 +95,7 @@ class TargetStyle:
     brightness: float
     blur: float                             # Gaussian blur sigma (px) per unit of shift
     noise: float                            # sensor noise sigma per unit of shift
+    brightness_offset: float = 0.0          # mean brightness change per unit of shift (the DG styles)
 
     def hue_deg(self, shift: float) -> float:
         ramp = min(1.0, shift / self.hue_ramp) if self.hue_ramp > 0 else 1.0
@@ -98,6 +113,15 @@ TARGET_STYLES = {
         "motorcycle": "bicycle"},
         pull=0.2, texture=0.15, hue_base_deg=0.0, hue_per_shift_deg=-30.0, hue_ramp=0.0, desaturation=0.3,
         contrast_range=(0.7, 1.0), brightness=0.08, blur=0.6, noise=0.03),
+}
+# Unseen styles for domain generalisation (module docstring); version-independent, shift in [0, 2].
+DG_STYLES = {
+    "dusk": TargetStyle(max_shift=2.0, partners={}, pull=0.0, texture=0.1, hue_base_deg=0.0, hue_per_shift_deg=35.0,
+                        hue_ramp=0.0, desaturation=0.4, contrast_range=(0.6, 0.85), brightness=0.05, blur=0.3,
+                        noise=0.035, brightness_offset=-0.12),
+    "haze": TargetStyle(max_shift=2.0, partners={}, pull=0.0, texture=0.05, hue_base_deg=0.0, hue_per_shift_deg=-10.0,
+                        hue_ramp=0.0, desaturation=0.4, contrast_range=(0.65, 0.85), brightness=0.05, blur=0.8,
+                        noise=0.02, brightness_offset=0.08),
 }
 _LUMA = np.array([0.299, 0.587, 0.114])
 
@@ -210,12 +234,14 @@ def _gaussian_blur(image: np.ndarray, sigma: float) -> np.ndarray:
     return sum(w * padded[:, i:i + width] for i, w in enumerate(taps))
 
 
-def render_target(layout: np.ndarray, rng: np.random.Generator, shift: float, version: int = 1) -> np.ndarray:
-    """Target ("Cityscapes-like") style of `TARGET_STYLES[version]`, scaled by `shift` (uint8 HxWx3).
+def render_target(layout: np.ndarray, rng: np.random.Generator, shift: float, version: int = 1,
+                  style: TargetStyle | None = None) -> np.ndarray:
+    """Target ("Cityscapes-like") style of `TARGET_STYLES[version]` (or `style`, e.g. one of `DG_STYLES`), scaled
+    by `shift` (uint8 HxWx3).
 
     shift=0 returns exactly `render_source(layout, rng)` for the same generator state.
     """
-    style = TARGET_STYLES[version]
+    style = style or TARGET_STYLES[version]
     if not 0.0 <= shift <= style.max_shift:
         raise ValueError(f"shift={shift} is outside [0, {style.max_shift:g}] (ToyCity version {version}); use 0 "
                          f"(no domain shift) to {style.max_shift:g}")
@@ -230,7 +256,7 @@ def render_target(layout: np.ndarray, rng: np.random.Generator, shift: float, ve
     image = image + (style.texture * shift) * tex[:, :, None]
     image = np.clip(image, 0.0, 1.0) @ _colour_matrix(style.hue_deg(shift), 1.0 - style.desaturation * shift).T
     mean = image.mean()
-    image = (image - mean) * (1.0 - shift * (1.0 - contrast)) + mean + shift * brightness
+    image = (image - mean) * (1.0 - shift * (1.0 - contrast)) + mean + shift * (brightness + style.brightness_offset)
     image = _gaussian_blur(image, style.blur * shift)
     image = image + (style.noise * shift) * noise
     return _quantise(image)
