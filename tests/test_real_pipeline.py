@@ -7,9 +7,10 @@ import json
 import re
 import shutil
 
+import numpy as np
 import pytest
 import yaml
-from fakedata import make_cityscapes, make_gta5, serve
+from fakedata import make_bdd100k, make_cityscapes, make_gta5, make_mapillary, serve
 from PIL import Image
 
 from conftest import REPO, job_counts, run_snakemake
@@ -31,6 +32,71 @@ def test_paper_config_dry_runs_the_full_dag(tmp_path, name, source):
     # source-only, warm-up, two rounds; the last iteration's model and the best on val
     assert counts["evaluate"] == 8 and result.stdout.count("metrics_best.json") >= 4
     assert f"resources/{source}/manifest.json" in result.stdout
+
+
+def test_dg_paper_config_dry_runs_every_job_of_the_dg_table(tmp_path):
+    shutil.copytree(REPO / "config", tmp_path / "config")
+    result = run_snakemake("-n", "-p", "dg", "--configfile", "config/dg_gta5.yaml", cwd=tmp_path)
+    counts = job_counts(result.stdout)
+    # Four datasets acquired and prepared; no translator, no adaptation stage; the DG warm-up twice (the official
+    # protocol and the clean variant) and source-only, each evaluated (last and best on Cityscapes val) on 3 targets.
+    assert counts == {"check_weights": 1, "fetch": 4, "prepare": 4, "dg_warmup": 2, "source_only": 1,
+                      "evaluate_dg": 18, "dg_table": 1, "dg": 1}
+    for name in ("gta5", "cityscapes", "bdd100k", "mapillary"):
+        assert f"resources/raw/{name}.json" in result.stdout and f"resources/{name}/manifest.json" in result.stdout
+    for stage in ("source_only", "dg_warmup", "ablations/dg_clean/seed0/dg_warmup"):
+        for target in ("cityscapes", "bdd100k", "mapillary"):
+            assert re.search(rf"{stage}/dg/{target}/metrics_best\.json", result.stdout), (stage, target)
+    commands = re.findall(r"diga (?:--threads \d+ )?(dg-warmup|prepare) --config '(\{.*?\})'", result.stdout)
+    leaks = sorted(json.loads(s)["stages"]["dg_warmup"]["target_bn_leak"] for c, s in commands if c == "dg-warmup")
+    assert leaks == [False, True]  # the clean variant and the official protocol
+    official = next(json.loads(s) for c, s in commands if c == "dg-warmup" and '"target_bn_leak": true' in s)
+    assert official["augment"]["sharpness_p"] == 0.0 and official["stages"]["dg_warmup"]["batch"] == [2, 2]
+    mapillary = [json.loads(s) for c, s in commands if c == "prepare" and "mapillary_label_map" in s]
+    assert len(mapillary) == 1 and "data.target.streams" not in mapillary[0]["sections"]
+
+
+def test_dg_dag_runs_on_fake_archives_of_the_four_datasets(tmp_path):
+    make_gta5(tmp_path / "archives" / "gta5", [1, 2, 3, 4])
+    make_cityscapes(tmp_path / "archives" / "cityscapes")
+    every_id = np.arange(66, dtype=np.uint8).reshape(6, 11)
+    make_mapillary(tmp_path / "archives" / "mapillary", {"m0": every_id, "m1": every_id.T.copy()})
+    bdd_label = np.array([[*range(19), 255]] * 4, dtype=np.uint8)
+    make_bdd100k(tmp_path / "archives" / "bdd100k", {"b0": bdd_label, "b1": bdd_label[::-1].copy()})
+    overlay = {
+        "datasets": {"gta5": {"way": "archives", "archive_dir": "archives/gta5"},
+                     "bdd100k": {"way": "archives", "archive_dir": "archives/bdd100k"},
+                     "mapillary": {"way": "archives", "archive_dir": "archives/mapillary"}},
+        "stages": {"dg_warmup": {"iterations": 4, "batch": [1, 2], "target_bn_leak": True}},
+        "dg": {"targets": [{"name": "cityscapes", "root": "resources/cityscapes", "dataset": "cityscapes",
+                            "size": [16, 32]},
+                           {"name": "bdd100k", "root": "resources/bdd100k", "dataset": "bdd100k"},
+                           {"name": "mapillary", "root": "resources/mapillary", "dataset": "mapillary",
+                            "size": [12, 20]}]},
+    }
+    (tmp_path / "dg.yaml").write_text(yaml.safe_dump(overlay))
+    run_snakemake("--cores", "2", "dg", "--configfile", str(TINY_GTA5), "dg.yaml", cwd=tmp_path)
+    results = tmp_path / "results" / "tiny_gta5"
+    assert not (results / "seed0" / "translator").exists() and not (results / "seed0" / "warmup").exists()
+    def labelled_pixels(root: str, size: tuple[int, int]) -> int:
+        """Labelled pixels of the prepared val labels resized (nearest) to `size` [height, width]."""
+        total = 0
+        for line in (tmp_path / "resources" / root / "lists" / "val.txt").read_text().splitlines():
+            with Image.open(tmp_path / "resources" / root / line.split()[1]) as label:
+                total += int((np.asarray(label.resize(size[::-1], Image.Resampling.NEAREST)) != 255).sum())
+        return total
+
+    pixels = {"cityscapes": labelled_pixels("cityscapes", (16, 32)), "bdd100k": 2 * 4 * 19,
+              "mapillary": labelled_pixels("mapillary", (12, 20))}
+    assert 0 < pixels["mapillary"] < 2 * 12 * 20  # the 41 unmapped Mapillary ids are ignored
+    for stage in ("source_only", "dg_warmup"):
+        for target, count in pixels.items():
+            for best in ("", "_best"):
+                metrics = json.loads((results / "seed0" / stage / "dg" / target / f"metrics{best}.json").read_text())
+                assert np.array(metrics["confusion"]).sum() == count, (stage, target)
+    table = (results / "dg_table.md").read_text()
+    assert "| cityscapes | bdd100k | mapillary | mean |" in table
+    assert "| DG: SKD on source only (best on val) | 1 |" in table
 
 
 @pytest.fixture(scope="module")

@@ -274,3 +274,37 @@ def test_write_toycity_failure_leaves_old_copy_and_no_temp(tmp_path, monkeypatch
                       root, progress=False)
     assert _snapshot(root) == before
     assert [p.name for p in tmp_path.iterdir()] == ["toy"]
+
+
+def test_unseen_styles_have_their_own_layouts_and_look_and_are_written_as_val_folders(tmp_path):
+    from diga.config import _schema
+    from diga.data.toycity import DOMAIN_IDS, write_toycity_style
+    from diga.data.toycity.style import DG_STYLES
+
+    spec = ToyCitySpec(version=2, shift=1.3, height=32, width=64, n_target_val=4)
+    names = _schema()["properties"]["dg"]["properties"]["targets"]["items"]["properties"]["toycity_style"]["enum"]
+    assert set(names) - {None} == set(DG_STYLES) and set(DG_STYLES) <= set(DOMAIN_IDS)
+    target_image, target_label = generate_sample(spec, "target", "val", 0)
+    for style in DG_STYLES:
+        image, label = generate_sample(spec, style, "val", 0)
+        again, _ = generate_sample(spec, style, "val", 0)
+        assert np.array_equal(image, again)                      # seeded per sample
+        assert not np.array_equal(label, target_label)           # a domain of its own layouts
+        # Its look: the same layout rendered in the target style and in this style differ on average by far more
+        # than the sensor noise.
+        rng_a, rng_b = sample_rng(spec, style, "val", 0), sample_rng(spec, style, "val", 0)
+        layout = sample_layout(rng_a, 32, 64, 2)
+        sample_layout(rng_b, 32, 64, 2)
+        plain = render_target(layout, rng_a, 1.3, 2).astype(float)
+        styled = render_target(layout, rng_b, 1.3, 2, DG_STYLES[style]).astype(float)
+        assert np.abs(plain - styled).mean() > 15
+    assert generate_sample(spec, "dusk", "val", 0)[0].mean() < target_image.mean() - 10   # darker
+    manifest = write_toycity_style(spec, "haze", tmp_path / "haze", progress=False)
+    lines = _read_list(tmp_path / "haze" / "lists" / "val.txt")
+    assert manifest["count"] == {"val": 4} and len(lines) == 4
+    assert all((tmp_path / "haze" / image).is_file() and "/haze/" in image for image, _ in lines)
+    with Image.open(tmp_path / "haze" / lines[0][1]) as label:
+        assert np.array_equal(np.asarray(label), generate_sample(spec, "haze", "val", 0)[1])
+    with pytest.raises(ValueError, match="no style 'fog'; its unseen styles are dusk, haze"):
+        write_toycity_style(spec, "fog", tmp_path / "fog", progress=False)
+    assert not (tmp_path / "fog").exists()
