@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from diga.report.tables import write_ablation_table, write_main_table, write_pseudolabel_table
+from diga.report.tables import write_ablation_table, write_dg_table, write_main_table, write_pseudolabel_table
 
 NAMES_16 = ["road", "sidewalk", "building", "wall", "fence", "pole", "traffic light", "traffic sign",
             "vegetation", "sky", "person", "rider", "car", "bus", "motorcycle", "bicycle"]
@@ -87,3 +87,34 @@ def test_pseudolabel_table_averages_over_iterations_then_seeds(tmp_path):
     row = next(line for line in (tmp_path / "pl.md").read_text().splitlines() if "round 1" in line)
     assert row == ("| self-training round 1 (labels from warm-up) | 2 | 50.5 ± 0.7 | 70.0 ± 14.1 | 85.0 ± 0.0 "
                    "| 65.0 ± 0.0 |")
+
+
+def test_dg_table_means_over_targets_per_seed_then_over_seeds(tmp_path):
+    def dg_metrics(stage, seed, target, road, variant="main"):
+        path = write_metrics(tmp_path, f"{stage}_{target}", seed, {"road": road, "sky": None}, variant,
+                             dg_target=target)
+        record = json.loads(path.read_text())
+        path.write_text(json.dumps({**record, "stage": stage}))
+        return path
+
+    # DG warm-up: seed 0 (10 on a, 20 on b) -> mean 15; seed 1 (14, 26) -> 20; over seeds 17.5 +- 3.54.
+    paths = [dg_metrics("dg_warmup", 0, "a", 10.0), dg_metrics("dg_warmup", 0, "b", 20.0),
+             dg_metrics("dg_warmup", 1, "a", 14.0), dg_metrics("dg_warmup", 1, "b", 26.0),
+             dg_metrics("source_only", 0, "a", 4.0), dg_metrics("source_only", 0, "b", 6.0),
+             dg_metrics("dg_warmup", 0, "a", 11.0, variant="clean"), dg_metrics("dg_warmup", 0, "b", 13.0, "clean")]
+    references = tmp_path / "references.yaml"
+    references.write_text("toy:\n  - {method: Paper DG, targets: {a: 40.0, b: 50.0}, source: 'Table 3'}\n")
+    write_dg_table(paths, tmp_path / "dg_table", "toy", ["a", "b"], references, {"clean": "clean protocol"})
+    markdown = (tmp_path / "dg_table.md").read_text()
+    assert "| source-only | 1 | 4.0 ± 0.0 | 6.0 ± 0.0 | **5.0 ± 0.0** |" in markdown
+    assert "| DG: SKD on source only | 2 | 12.0 ± 2.8 | 23.0 ± 4.2 | **17.5 ± 3.5** |" in markdown
+    assert "| DG: SKD on source only [clean protocol] | 1 | 11.0 ± 0.0 | 13.0 ± 0.0 | **12.0 ± 0.0** |" in markdown
+    assert "| Paper DG [published, unverified] |  | 40.0 | 50.0 | – |" in markdown  # no published mean: none made
+    assert markdown.index("| source-only |") < markdown.index("| DG: SKD on source only |") < \
+        markdown.index("[clean protocol]") < markdown.index("Paper DG")
+    rows = {row["key"]: row for row in csv.DictReader((tmp_path / "dg_table.csv").open())}
+    assert float(rows["main:dg_warmup:last"]["mean_std"]) == pytest.approx(3.5355, abs=1e-4)
+    per_class = {row["key"]: row for row in csv.DictReader((tmp_path / "dg_table_per_class.csv").open())}
+    assert float(per_class["main:dg_warmup:last:b"]["road"]) == 23.0 and per_class["main:dg_warmup:last:b"]["sky"] == ""
+    with pytest.raises(ValueError, match=r"no metrics for the DG target\(s\) \['c'\]"):
+        write_dg_table(paths, tmp_path / "dg_table", "toy", ["a", "b", "c"])
