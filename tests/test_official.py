@@ -278,3 +278,23 @@ def test_paper_configs_set_official_values_and_the_clean_overlay_undoes_them(pap
         if in_variant:
             assert lookup(variant, key) == lookup(official, key), key
 
+
+
+def test_dg_paper_config_sets_the_official_dg_switches_and_the_clean_overlay_undoes_them():
+    official = load(str(REPO / "config" / "dg_gta5.yaml"))
+    clean = load(str(REPO / "config" / "dg_gta5.yaml"), str(REPO / "config" / "clean.yaml"))
+    adaptation = load(str(REPO / "config" / "gta5_to_cityscapes.yaml"))
+    assert official["stages"]["dg_warmup"]["target_bn_leak"] is True
+    assert clean["stages"]["dg_warmup"]["target_bn_leak"] is False
+    # The network, optimiser, teacher and augmentation switches are those of the GTA5 adaptation paper config.
+    for key in SWITCHES:
+        if key.split(".")[0] in ("model", "optim", "ema", "augment") or key == "train.inference_precision":
+            assert lookup(official, key) == lookup(adaptation, key), key
+            assert lookup(clean, key) != lookup(official, key), key
+    assert official["augment"]["sharpness_p"] == 0.0  # the DG augmentation has no sharpness op
+    assert official["evaluate"]["val_every"] == 1000 and official["evaluate"]["scales"] == [1.0, 0.5]
+    clean_variant = official["ablations"]["variants"]["dg_clean"]
+    assert clean_variant == {"stages": {"dg_warmup": {"target_bn_leak": False}}}
+    assert official["dg"]["table_variants"] == ["dg_clean"]
+    sizes = {entry["name"]: entry["size"] for entry in official["dg"]["targets"]}
+    assert sizes == {"cityscapes": [1024, 2048], "bdd100k": [720, 1280], "mapillary": [1080, 1920]}
