@@ -9,7 +9,7 @@ import yaml
 
 from conftest import REPO, job_counts
 
-TRAINING_RULES = {"translator", "source_only", "oracle", "warmup", "selftrain"}
+TRAINING_RULES = {"translator", "source_only", "oracle", "warmup", "selftrain", "dg_warmup"}
 
 
 def test_profile_slurm_resolves_from_the_repository_root():
