@@ -78,3 +78,48 @@ def test_label_edges_mark_pixels_within_two_of_a_boundary():
     edges = label_edges(labels)[0, 0]
     # the 5x5 Laplacian reaches two pixels each side: columns 2..5 are edges, 0, 1, 6, 7 are not
     assert edges[:, 2:6].eq(1).all() and edges[:, [0, 1, 6, 7]].eq(0).all()
+
+
+def test_hrnet_w48_ocr_at_the_paper_size_returns_stride_4_logits_aux_logits_and_a_512_d_feature():
+    from diga.models.hrnet_ocr import PAPER_SIZE, HRNetOCR
+
+    net = HRNetOCR(PAPER_SIZE, 19).eval()
+    assert net.backbone.out_channels == 48 + 96 + 192 + 384 == 720
+    with torch.no_grad():
+        output = net(torch.rand(1, 3, 64, 96))
+    assert output.logits.shape == output.aux.shape == (1, 19, 16, 24)
+    assert output.feat.shape == (1, 512, 16, 24)
+    # The published sizes: HRNetV2-W48 has 65.9M parameters with its 720 -> 720 -> 19 segmentation head
+    # (0.53M), HRNet-W48 + OCR 70.3M.
+    backbone = sum(p.numel() for p in net.backbone.parameters())
+    total = sum(p.numel() for p in net.parameters())
+    assert abs(backbone + 720 * 720 + 720 + 2 * 720 + 720 * 19 + 19 - 65.9e6) < 0.05e6
+    assert abs(total - 70.3e6) < 0.1e6
+    # Stage depths: 1, 4 and 3 modules of four basic blocks per branch.
+    assert [len(net.backbone.stage2), len(net.backbone.stage3), len(net.backbone.stage4)] == [1, 4, 3]
+    assert len(net.backbone.stage4[0].branches) == 4 and len(net.backbone.stage4[0].branches[3]) == 4
+
+
+def test_hrnet_weights_load_by_name_and_a_missing_or_extra_tensor_stops_with_both_named(tmp_path):
+    from diga.errors import WeightsError
+    from diga.models.hrnet_ocr import TINY_SIZE, HRNetOCR, load_hrnet_weights
+
+    source, target = HRNetOCR(TINY_SIZE, 19), HRNetOCR(TINY_SIZE, 19)
+    for parameter in source.parameters():
+        torch.nn.init.normal_(parameter)
+    state = {f"module.{k}": v for k, v in source.backbone.state_dict().items()}
+    state["classifier.weight"] = torch.zeros(1000, 2048)  # the ImageNet classifier: not part of the backbone
+    torch.save(state, tmp_path / "good.pth")
+    load_hrnet_weights(target, str(tmp_path / "good.pth"))
+    for name, tensor in target.backbone.state_dict().items():
+        assert torch.equal(tensor, source.backbone.state_dict()[name]), name
+    broken = dict(state)
+    del broken["module.stage3.0.fuse_layers.2.0.1.0.weight"]
+    broken["module.stage5.0.weight"] = torch.zeros(3)
+    torch.save(broken, tmp_path / "broken.pth")
+    fresh = HRNetOCR(TINY_SIZE, 19)
+    before = {k: v.clone() for k, v in fresh.backbone.state_dict().items()}
+    with pytest.raises(WeightsError, match=r"1 backbone tensor\(s\) not in the file \(stage3\.0\.fuse_layers\.2\.0\."
+                                           r"1\.0\.weight\); 1 tensor\(s\) of the file with no place \(stage5\.0\."):
+        load_hrnet_weights(fresh, str(tmp_path / "broken.pth"))
+    assert all(torch.equal(v, before[k]) for k, v in fresh.backbone.state_dict().items())  # nothing loaded
