@@ -30,10 +30,11 @@ COMBINATIONS = [[base] for base in BASES] + [[base, overlay] for overlay, bases 
 # Run by the venv's interpreter: where diga comes from, and every combination loaded and validated.
 LOAD_EVERY_CONFIG = """
 import json, sys
-import diga, diga.config
+import diga, diga.config, diga.data.splits
 combinations = json.loads(sys.argv[1])
 loaded = [diga.config.load(*combination) for combination in combinations]
-print(json.dumps({"module": diga.__file__, "loaded": loaded}))
+splits = {n: len(diga.data.splits.standard_labelled(n)) for n in diga.data.splits.STANDARD_FRACTIONS}
+print(json.dumps({"module": diga.__file__, "loaded": loaded, "splits": splits}))
 """
 
 
@@ -83,6 +84,7 @@ def test_installed_wheel_loads_every_config(venv):
     assert Path(out["module"]).parent == site_packages / "diga"  # neither the source tree nor an editable install
     for combination, loaded in zip(configs, out["loaded"], strict=True):
         assert loaded == config_module.load(*combination), combination  # the same defaults as from the sources
+    assert out["splits"] == {"16": 186, "8": 372, "4": 744, "2": 1488}  # the shipped semi-supervised lists
 
 
 def test_installed_command_runs(venv):
