@@ -62,9 +62,12 @@ def test_batch_keys_come_from_the_records_and_the_leak_adds_the_target():
     keys = {key: domains for key, _, domains in batch_keys(settings)}
     assert keys == {"stages.translator.batch": ("source", "target"), "stages.source_only.batch": ("source",),
                     "stages.oracle.batch": ("target",), "stages.warmup.batch": ("source",),
-                    "stages.selftrain.batch_source": ("source",), "stages.selftrain.batch_target": ("target",)}
+                    "stages.selftrain.batch_source": ("source",), "stages.selftrain.batch_target": ("target",),
+                    "stages.dg_warmup.batch": ("source",)}
     settings["stages"]["warmup"]["target_bn_leak"] = True
     assert dict((k, d) for k, _, d in batch_keys(settings))["stages.warmup.batch"] == ("source", "target")
+    settings["stages"]["dg_warmup"]["target_bn_leak"] = True  # the DG warm-up's leak (the official DG code)
+    assert dict((k, d) for k, _, d in batch_keys(settings))["stages.dg_warmup.batch"] == ("source", "target")
 
 
 def _slice(settings: dict, stage: str) -> str:
