@@ -6,7 +6,7 @@ import pytest
 import torch
 import torchvision
 
-from diga.models.deeplabv2 import build_segmenter
+from diga.models.factory import build_segmenter
 from diga.models.translator import Generator, MultiScaleDiscriminator
 from diga.train.translator import label_edges
 
@@ -123,3 +123,25 @@ def test_hrnet_weights_load_by_name_and_a_missing_or_extra_tensor_stops_with_bot
                                            r"1\.0\.weight\); 1 tensor\(s\) of the file with no place \(stage5\.0\."):
         load_hrnet_weights(fresh, str(tmp_path / "broken.pth"))
     assert all(torch.equal(v, before[k]) for k, v in fresh.backbone.state_dict().items())  # nothing loaded
+
+
+def test_the_config_selects_hrnet_ocr_and_its_checkpoint_rebuilds_the_same_network(tmp_path):
+    from diga import config as config_module
+    from diga.errors import MissingWeightsError
+    from diga.runtime.checkpoints import load_segmenter, new_segmenter, save_segmenter
+
+    settings = config_module.load("config/config.yaml", '{"model": {"arch": "hrnet_ocr", "hrnet_size": "tiny"}}')
+    student = new_segmenter(settings, torch.device("cpu")).eval()
+    images = torch.rand(1, 3, 32, 64)
+    output = student(images)
+    assert output.logits.shape == output.aux.shape == (1, 19, 8, 16) and output.feat.shape == (1, 32, 8, 16)
+    backbone, head = student.parameter_groups()
+    assert len(backbone) + len(head) == len(list(student.parameters()))
+    with pytest.raises(ValueError, match="official DeepLabV2 code; HRNet lists each tensor once"):
+        student.parameter_groups("official_walk")
+    save_segmenter(tmp_path / "model.pt", "warmup", settings, student, None)
+    rebuilt = load_segmenter(tmp_path / "model.pt", torch.device("cpu")).eval()
+    assert torch.equal(rebuilt(images).logits, output.logits)
+    missing = dict(settings["model"], init=str(tmp_path / "hrnetv2_w48_imagenet_pretrained.pth"))
+    with pytest.raises(MissingWeightsError, match="hrnetv2_w48_imagenet_pretrained.pth do not exist"):
+        build_segmenter(missing, 19)  # never a silent random initialisation

@@ -15,7 +15,8 @@ from diga.data.transforms import blend_augment, photometric_augment, sharpness_f
 from diga.method.ema import update_teacher
 from diga.method.losses import cross_entropy, cross_entropy_over_all_pixels, segmentation_loss
 from diga.method.selection import agreeing_labels, nearest_centroid_labels, usable_centroids
-from diga.models.deeplabv2 import Bottleneck, DeepLabV2, DilatedResNet, ProdaHead, build_segmenter
+from diga.models.deeplabv2 import Bottleneck, DeepLabV2, DilatedResNet, ProdaHead
+from diga.models.factory import build_segmenter
 from diga.models.input_space import InputSpace
 from diga.models.translator import Generator, MultiScaleDiscriminator
 from diga.train.loop import build_optimizer, run_training, set_poly_lr

@@ -13,7 +13,7 @@ import torch
 from conftest import REPO
 from diga import config as config_module
 from diga.data.toycity import ToyCitySpec, write_toycity
-from diga.models.deeplabv2 import build_segmenter
+from diga.models.factory import build_segmenter
 from diga.runtime.precision import Compiled, Precision, precision_for
 from diga.train.supervised import train_supervised
 

@@ -166,7 +166,7 @@ def official_backbone_listing(backbone: nn.Module) -> list[nn.Parameter]:
             if p.requires_grad]
 
 
-def build_segmenter(model: dict, num_classes: int) -> DeepLabV2:
+def build_deeplabv2(model: dict, num_classes: int) -> DeepLabV2:
     """Build the network a config describes, loading backbone weights when `init` is a path."""
     block = {"basic": BasicBlock, "bottleneck": Bottleneck}[model["block"]]
     # Checkpoints written before output_stride existed were at output stride 8.
@@ -182,11 +182,6 @@ def build_segmenter(model: dict, num_classes: int) -> DeepLabV2:
         from diga.models.weights import resolve_backbone_init
 
         load_backbone_weights(net, resolve_backbone_init(model["init"]))
-    if model["freeze_backbone_bn"]:
-        for module in net.backbone.modules():
-            if isinstance(module, nn.BatchNorm2d):
-                module.weight.requires_grad_(False)
-                module.bias.requires_grad_(False)
     return net
 
 

@@ -223,6 +223,29 @@ class HRNetOCR(nn.Module):
     def forward(self, images: torch.Tensor) -> OCROutput:
         return self.head(self.backbone(self.input_space.to_network(images)))
 
+    def parameter_groups(self, listing: str = "unique") -> tuple[list[nn.Parameter], list[nn.Parameter]]:
+        """(backbone, head) trainable parameters, each tensor once (the official walk is DeepLabV2's only)."""
+        if listing != "unique":
+            raise ValueError(f"optim.backbone_params {listing!r} describes the official DeepLabV2 code; HRNet lists "
+                             "each tensor once: set optim.backbone_params: unique")
+        return ([p for p in self.backbone.parameters() if p.requires_grad],
+                [p for p in self.head.parameters() if p.requires_grad])
+
+
+SIZES = {"paper": PAPER_SIZE, "tiny": TINY_SIZE}
+
+
+def build_hrnet_ocr(model: dict, num_classes: int) -> HRNetOCR:
+    """HRNetV2 + OCR of size `model.hrnet_size`, with ImageNet backbone weights when `model.init` is a path."""
+    net = HRNetOCR(SIZES[model["hrnet_size"]], num_classes, model.get("input_norm", "imagenet_rgb"))
+    net.config = dict(model, num_classes=num_classes)  # stored with checkpoints to rebuild the same network
+    if model["init"] == "torchvision":
+        raise MissingWeightsError("model.init 'torchvision' is a ResNet-101; HRNet needs the HRNet-W48-C ImageNet "
+                                  "checkpoint as a path (hrnetv2_w48_imagenet_pretrained.pth), or model.init: random")
+    if model["init"] != "random":
+        load_hrnet_weights(net, model["init"])
+    return net
+
 
 def load_hrnet_weights(net: HRNetOCR, path: str, ignore_prefixes: tuple[str, ...] = (
         "incre_modules.", "downsamp_modules.", "final_layer.", "classifier.")) -> None:

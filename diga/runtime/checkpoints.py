@@ -10,16 +10,16 @@ import torch
 from torch import nn
 
 from diga.atomic import save_torch
-from diga.models.deeplabv2 import DeepLabV2, build_segmenter
+from diga.models.factory import build_segmenter
 from diga.models.translator import Generator, build_generator
 from diga.provenance import provenance
 
 
-def new_segmenter(settings: dict, device: torch.device) -> DeepLabV2:
+def new_segmenter(settings: dict, device: torch.device) -> nn.Module:
     return build_segmenter(settings["model"], settings["data"]["num_classes"]).to(device)
 
 
-def load_segmenter(path: str | Path | dict, device: torch.device, which: str = "student") -> DeepLabV2:
+def load_segmenter(path: str | Path | dict, device: torch.device, which: str = "student") -> nn.Module:
     """Rebuild a segmenter from a stage checkpoint (the architecture is stored with the weights).
 
     `path` may also be the already loaded checkpoint, so a caller needing several of its parts reads it once.
