@@ -348,6 +348,12 @@ def test_update_teacher_with_decay_zero_copies_the_student():
     assert_close(teacher.bias, student.bias)
 
 
+# The only photometric op that happens is grayscale (p = 1), so the second view is known exactly.
+GREY_ONLY = {"jitter_p": 0.0, "grayscale_p": 1.0, "blur_p": 0.0, "sharpness_p": 0.0, "space": "image",
+             "brightness": 0.4, "contrast": 0.4, "saturation": 0.2, "hue": 0.1, "blur_sigma": 1.0,
+             "blur_kernel": None, "sharpness": 0.5, "sharpness_mode": "sharpen"}
+
+
 class _PixelSegmenter(nn.Module):
     """A 1x1-conv 'segmenter' with known weights: logits = W x + b per pixel, on [0, 1] RGB as given."""
 
@@ -376,12 +382,9 @@ def test_dg_warmup_loss_is_ce_plus_distillation_between_the_image_and_its_photom
     labels = np.array([1, 0])
     image = torch.tensor(pixels.T, dtype=torch.float32).reshape(1, 3, 1, 2)
     batch = {"image": image, "label": torch.tensor(labels).reshape(1, 1, 2)}
-    # The only photometric op that happens: grayscale (p = 1), so the second view is known exactly.
-    augment = {"jitter_p": 0.0, "grayscale_p": 1.0, "blur_p": 0.0, "sharpness_p": 0.0, "space": "image",
-               "brightness": 0.4, "contrast": 0.4, "saturation": 0.2, "hue": 0.1, "blur_sigma": 1.0,
-               "blur_kernel": None, "sharpness": 0.5, "sharpness_mode": "sharpen"}
-    settings = {"stages": {"dg_warmup": {"distill_weight": 0.5, "reverse_scale": 0.5, "aug_beta": 0.4}},
-                "optim": {"seg_loss": "ce", "ce_normalise": "valid_pixels"}, "augment": augment,
+    settings = {"stages": {"dg_warmup": {"distill_weight": 0.5, "reverse_scale": 0.5, "aug_beta": 0.4,
+                                         "aux_weight": 0.0}},
+                "optim": {"seg_loss": "ce", "ce_normalise": "valid_pixels"}, "augment": GREY_ONLY,
                 "ema": {"max_decay": 0.99, "average_buffers": True}}
     step = warmup_step(settings, student, teacher, None, iter([batch]), None, torch.Generator().manual_seed(0),
                        Precision("fp32", False, False, "cpu"), stage="dg_warmup")
@@ -405,3 +408,42 @@ def test_dg_warmup_loss_is_ce_plus_distillation_between_the_image_and_its_photom
     assert losses["ce"].item() == pytest.approx(ce, rel=1e-5)
     assert losses["skd"].item() == pytest.approx(0.5 * (forward + 0.5 * reverse), rel=1e-5)
     assert forward != pytest.approx(reverse, rel=1e-2)  # the two directions differ, so a swap would be caught
+
+
+def test_aux_weight_adds_the_auxiliary_logits_ce_and_distillation_at_that_weight():
+    from diga.errors import ConfigError
+    from diga.models.hrnet_ocr import TINY_SIZE, HRNetOCR
+    from diga.runtime.precision import Precision
+    from diga.train.warmup import warmup_step
+
+    torch.manual_seed(0)
+    student, teacher = HRNetOCR(TINY_SIZE, 19).eval(), HRNetOCR(TINY_SIZE, 19).eval()  # eval: no dropout, fixed BN
+    image = torch.rand(1, 3, 32, 64)
+    labels = torch.randint(0, 19, (1, 32, 64))
+    settings = {"stages": {"dg_warmup": {"distill_weight": 0.5, "reverse_scale": 0.5, "aug_beta": 0.4,
+                                         "aux_weight": 0.1}},
+                "optim": {"seg_loss": "ce", "ce_normalise": "valid_pixels"}, "augment": GREY_ONLY,
+                "ema": {"max_decay": 0.99, "average_buffers": True}}
+    step = warmup_step(settings, student, teacher, None, iter([{"image": image, "label": labels}]), None,
+                       torch.Generator().manual_seed(0), Precision("fp32", False, False, "cpu"), stage="dg_warmup")
+    losses, _ = step(0)  # iteration 0: the teacher becomes a copy of the student
+    assert set(losses) == {"ce", "skd", "ce_aux", "skd_aux"}
+    # By hand: the second view is 0.4 * grey + 0.6 * x; at iteration 0 the teacher equals the student.
+    grey = (0.2989 * image[:, 0] + 0.587 * image[:, 1] + 0.114 * image[:, 2]).unsqueeze(1).expand(-1, 3, -1, -1)
+    view = 0.4 * grey + 0.6 * image
+    with torch.no_grad():
+        clean_out, view_out = student(image), student(view)
+    for key, name in (("logits", ""), ("aux", "_aux")):
+        weight = 1.0 if key == "logits" else 0.1
+        clean = nn.functional.interpolate(getattr(clean_out, key), size=(32, 64), mode="bilinear",
+                                          align_corners=True)
+        seen = nn.functional.interpolate(getattr(view_out, key), size=(32, 64), mode="bilinear", align_corners=True)
+        ce = nn.functional.cross_entropy(clean, labels)
+        p_clean, p_view = clean.softmax(1), seen.softmax(1)
+        forward = -(p_clean * seen.log_softmax(1)).sum(1).mean()
+        reverse = -(p_view * clean.log_softmax(1)).sum(1).mean()
+        assert losses[f"ce{name}"].item() == pytest.approx(weight * ce.item(), rel=1e-4)
+        assert losses[f"skd{name}"].item() == pytest.approx(weight * 0.5 * (forward + 0.5 * reverse).item(), rel=1e-4)
+    with pytest.raises(ConfigError, match="aux_weight is 0.1 but this network has no auxiliary logits"):
+        warmup_step(settings, _PixelSegmenter([[0.0] * 3] * 2, [0.0, 0.0]), _PixelSegmenter([[0.0] * 3] * 2, [0.0] * 2),
+                    None, iter([]), None, torch.Generator(), Precision("fp32", False, False, "cpu"), stage="dg_warmup")

@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from diga.data.transforms import blend_augment
+from diga.errors import ConfigError
 from diga.method.distill import symmetric_distillation
 from diga.method.ema import ema_decay, update_teacher
 from diga.method.losses import segmentation_loss
@@ -37,6 +38,14 @@ def warmup_step(settings: dict, student: nn.Module, teacher: nn.Module, translat
     cfg = settings["stages"][stage]
     seg_loss = segmentation_loss(settings["optim"])
     student_fwd, teacher_fwd = precision.forward(student), precision.forward(teacher)
+    # (loss-name suffix, output field, weight): the main logits, and HRNet + OCR's auxiliary logits at aux_weight
+    # (CE and SKD alike, as the official semi-supervised warm-up weighs them).
+    heads = [("", "logits", 1.0)]
+    if cfg["aux_weight"] > 0:
+        if not hasattr(student, "head") or not hasattr(student.head, "aux_head"):
+            raise ConfigError(f"stages.{stage}.aux_weight is {cfg['aux_weight']} but this network has no auxiliary "
+                              "logits: set model.arch: hrnet_ocr, or aux_weight: 0")
+        heads.append(("_aux", "aux", cfg["aux_weight"]))
 
     def step(iteration: int):
         stats = best(iteration, student, teacher) if best is not None else {}
@@ -56,13 +65,17 @@ def warmup_step(settings: dict, student: nn.Module, teacher: nn.Module, translat
                 precision.run(student_fwd, next(target)["image"])
         size = labels.shape[-2:]
         both = torch.cat([clean, second_view])
-        student_logits = upsample(precision.run(student_fwd, both).logits, size)
+        student_out = precision.run(student_fwd, both)
         with torch.no_grad():
-            teacher_logits = upsample(precision.run(teacher_fwd, both).logits, size)
-        s_clean, s_mixed = student_logits.chunk(2)
-        t_clean, t_mixed = teacher_logits.chunk(2)
-        distill = symmetric_distillation(s_clean, s_mixed, t_clean, t_mixed, cfg["reverse_scale"])
-        return {"ce": seg_loss(s_clean, labels), "skd": cfg["distill_weight"] * distill}, stats
+            teacher_out = precision.run(teacher_fwd, both)
+        losses = {}
+        for name, key, weight in heads:
+            s_clean, s_mixed = upsample(getattr(student_out, key), size).chunk(2)
+            t_clean, t_mixed = upsample(getattr(teacher_out, key), size).chunk(2)
+            distill = symmetric_distillation(s_clean, s_mixed, t_clean, t_mixed, cfg["reverse_scale"])
+            losses[f"ce{name}"] = weight * seg_loss(s_clean, labels)
+            losses[f"skd{name}"] = weight * cfg["distill_weight"] * distill
+        return losses, stats
 
     return step
 
