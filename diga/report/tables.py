@@ -35,6 +35,8 @@ def read_metrics(path: str | Path) -> dict:
            "mIoU": metrics["miou"], "config_hash": trained["config_hash"], "git_commit": trained["git_commit"]}
     if "miou13" in metrics:  # 16-class (SYNTHIA) runs: the 13-class mIoU, computed by evaluate
         row["mIoU13"] = np.nan if metrics["miou13"] is None else metrics["miou13"]
+    if "dg_target" in metrics:  # a domain generalisation evaluation: the dataset it was made on
+        row["target"] = metrics["dg_target"]
     return row
 
 
@@ -46,7 +48,7 @@ def collect(metrics_paths: list[str | Path]) -> pd.DataFrame:
 
 
 def class_columns(per_seed: pd.DataFrame) -> list[str]:
-    fixed = {"stage", "variant", "checkpoint", "seed", "mIoU", "mIoU13", "config_hash", "git_commit"}
+    fixed = {"stage", "variant", "checkpoint", "seed", "target", "mIoU", "mIoU13", "config_hash", "git_commit"}
     return [c for c in per_seed.columns if c not in fixed]
 
 
@@ -74,15 +76,25 @@ def measured_rows(per_seed: pd.DataFrame, columns: list[str]) -> list[Row]:
     for stage, checkpoint in keys:
         group = groups.get_group((stage, checkpoint))
         label = stage_label(stage) + (f" ({CHECKPOINT_LABELS.get(checkpoint, checkpoint)})" if show_checkpoint else "")
-        values = {}
-        for column in columns:
-            series = group[column].dropna() if column in group else pd.Series(dtype=float)
-            if series.empty:
-                values[column] = (math.nan, None)
-            else:
-                values[column] = (float(series.mean()), float(series.std(ddof=1)) if len(series) > 1 else 0.0)
+        values = {c: _mean_std(group[c]) if c in group else (math.nan, None) for c in columns}
         rows.append(Row(label, str(len(group)), values, key=stage if checkpoint == "last" else f"{stage}:{checkpoint}"))
     return rows
+
+
+def _mean_std(values: pd.Series) -> tuple[float, float | None]:
+    """Mean and sample std (ddof 1; 0 for one value) of the non-missing values; (nan, None) if there are none."""
+    values = values.dropna()
+    if values.empty:
+        return math.nan, None
+    return float(values.mean()), float(values.std(ddof=1)) if len(values) > 1 else 0.0
+
+
+def _published_row(ref: dict, values: dict[str, tuple[float, float | None]]) -> Row:
+    """A published row: its method, verified flag, backbone and source."""
+    flag = "verified" if ref.get("verified") else "unverified"
+    return Row(f"{ref['method']} [published, {flag}]", "", values,
+               {"backbone": ref.get("backbone", "unknown"), "source": ref["source"],
+                "verified": str(bool(ref.get("verified"))).lower()}, key=ref["method"])
 
 
 def reference_rows(references: list[dict], class_names: list[str], columns: list[str]) -> list[Row]:
@@ -99,10 +111,7 @@ def reference_rows(references: list[dict], class_names: list[str], columns: list
         values["mIoU"] = (float(ref["miou"]), None)
         if "mIoU13" in columns and "miou13" in ref:
             values["mIoU13"] = (float(ref["miou13"]), None)
-        flag = "verified" if ref.get("verified") else "unverified"
-        rows.append(Row(f"{ref['method']} [published, {flag}]", "", values,
-                        {"backbone": ref.get("backbone", "unknown"), "source": ref["source"],
-                         "verified": str(bool(ref.get("verified"))).lower()}, key=ref["method"]))
+        rows.append(_published_row(ref, values))
     return rows
 
 
@@ -289,13 +298,6 @@ def _dg_label(stage: str, checkpoint: str, variant: str, descriptions: dict[str,
     return label
 
 
-def _mean_std(values: pd.Series) -> tuple[float, float | None]:
-    values = values.dropna()
-    if values.empty:
-        return math.nan, None
-    return float(values.mean()), float(values.std(ddof=1)) if len(values) > 1 else 0.0
-
-
 def dg_reference_rows(references: list[dict], targets: list[str]) -> list[Row]:
     """Published DG rows: mIoU per target dataset as given (`targets: {name: miou}`), their mean only if published."""
     rows = []
@@ -303,10 +305,7 @@ def dg_reference_rows(references: list[dict], targets: list[str]) -> list[Row]:
         given = ref.get("targets") or {}
         values = {t: (float(given[t]), None) if t in given else (math.nan, None) for t in targets}
         values["mean"] = (float(ref["mean"]), None) if "mean" in ref else (math.nan, None)
-        flag = "verified" if ref.get("verified") else "unverified"
-        rows.append(Row(f"{ref['method']} [published, {flag}]", "", values,
-                        {"backbone": ref.get("backbone", "unknown"), "source": ref["source"],
-                         "verified": str(bool(ref.get("verified"))).lower()}, key=ref["method"]))
+        rows.append(_published_row(ref, values))
     return rows
 
 
@@ -315,16 +314,11 @@ def write_dg_table(metrics_paths: list[str | Path], out_stem: Path, benchmark: s
     """The domain generalisation table: per model (stage, checkpoint, variant), the mIoU on each unseen target and
     their mean (per seed, then mean ± std over seeds); published rows below. A second table (`<stem>_per_class`)
     has the per-class IoU of each model on each target. Metrics files carry their target as `dg_target`."""
-    records = []
-    for path in metrics_paths:
-        row = read_metrics(path)
-        row["target"] = json.loads(Path(path).read_text())["dg_target"]
-        records.append(row)
-    per_seed = pd.DataFrame(records)
+    per_seed = collect(metrics_paths)
     missing = sorted(set(targets) - set(per_seed["target"]))
     if missing:
         raise ValueError(f"no metrics for the DG target(s) {missing}")
-    names = class_columns(per_seed.drop(columns="target"))
+    names = class_columns(per_seed)
     keys = ["variant", "stage", "checkpoint"]
     models = sorted(per_seed.groupby(keys, sort=False).groups,
                     key=lambda k: (k[0] != "main", stage_order(k[1]), k[2] != "last"))

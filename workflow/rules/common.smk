@@ -277,11 +277,9 @@ def dg_target_data(wildcards):
     """The data a DG target's evaluation reads: its prepared folder, its generated ToyCity style, or the benchmark's
     own data."""
     entry = DG_TARGETS[wildcards.target]
-    if entry["dataset"] is not None:
-        return f"{DATA_ROOT}/{os.path.basename(os.path.normpath(entry['root']))}/manifest.json"
-    if entry["toycity_style"] is not None:
-        return f"{os.path.normpath(entry['root'])}/manifest.json"
-    return MANIFEST
+    if entry["dataset"] is None and entry["toycity_style"] is None:
+        return MANIFEST
+    return f"{os.path.normpath(entry['root'])}/manifest.json"
 
 
 def dg_metrics(wildcards):
