@@ -161,21 +161,19 @@ class HRNetV2(nn.Module):
                                                            for _ in range(modules)]))
             widths = branch_widths
         self.out_channels = sum(widths)
+        self.last_stage = 1 + len(size.modules)  # stages 2 .. last_stage follow stage 1 (layer1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = F.relu(self.bn1(self.conv1(x)))
         x = F.relu(self.bn2(self.conv2(x)))
         xs = [self.layer1(x)]
-        for stage in range(2, 2 + len(self.stage_names())):
+        for stage in range(2, self.last_stage + 1):
             transition = getattr(self, f"transition{stage - 1}")
             inputs = [layer(xs[i] if i < len(xs) else xs[-1]) for i, layer in enumerate(transition)]
             xs = getattr(self, f"stage{stage}")(inputs)
         size = xs[0].shape[-2:]
         return torch.cat([xs[0]] + [F.interpolate(x, size=size, mode="bilinear", align_corners=False)
                                     for x in xs[1:]], dim=1)
-
-    def stage_names(self) -> list[str]:
-        return [name for name, _ in self.named_children() if name.startswith("stage")]
 
 
 class OCRHead(nn.Module):
