@@ -104,6 +104,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--modes", nargs="+", default=None,
                    help="fp32 tf32 bf16 bf16+cl bf16+cl+compile (default: all on CUDA; fp32 bf16 bf16+cl on CPU)")
     p.add_argument("--iterations", type=int, default=10, help="timed iterations per (stage, mode)")
+    p.add_argument("--fp32-iterations", type=int, default=None,
+                   help="timed iterations of the fp32 baseline (default: --iterations; seconds each on a GPU)")
     p.add_argument("--warmup", type=int, default=3, help="untimed iterations first (compilation, allocator)")
     p.add_argument("--eval-size", nargs=2, type=int, default=None, metavar=("H", "W"),
                    help="image size of the evaluate stage (default: the config's crop)")
@@ -308,7 +310,7 @@ def run_bench_command(settings: dict, args: argparse.Namespace) -> None:
         torch.cuda.set_sync_debug_mode("warn")
     eval_size = tuple(args.eval_size or settings["data"]["crop"])
     rows = harness.run_bench(settings, args.stages, modes, device, args.iterations,
-                             args.warmup, eval_size)
+                             args.warmup, eval_size, args.fp32_iterations)
     _report_bench(rows, settings, device, args.out, eval_size="x".join(map(str, eval_size)))
 
 
