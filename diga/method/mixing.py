@@ -19,7 +19,9 @@ def class_mix_mask(labels: torch.Tensor, generator: torch.Generator) -> torch.Te
     present = torch.zeros(labels.shape[0], LABEL_VALUES, dtype=torch.bool, device=labels.device)
     present.scatter_(1, flat, True)
     # Random priorities from the (CPU) generator, so the draw is the same on any device; absent values rank last.
-    priority = torch.rand(labels.shape[0], LABEL_VALUES, generator=generator).to(labels.device)
+    priority = torch.rand(labels.shape[0], LABEL_VALUES, generator=generator)
+    if labels.is_cuda:  # from pinned memory the copy does not make the host wait for the device
+        priority = priority.pin_memory().to(labels.device, non_blocking=True)
     rank = priority.masked_fill(~present, 2.0).argsort(1).argsort(1)
     chosen = rank < present.sum(1, keepdim=True) // 2
     chosen[:, IGNORE_INDEX] = True

@@ -73,9 +73,10 @@ def class_means(feat: torch.Tensor, labels: torch.Tensor, num_classes: int,
 def update_centroids_ema(centroids: torch.Tensor, means: torch.Tensor, present: torch.Tensor,
                          momentum: float) -> torch.Tensor:
     """Online update during self-training, image by image: mu_c <- (1 - m) mu_c + m v for each present class."""
-    centroids = centroids.clone()
+    # torch.where, not boolean indexing: indexing by a mask makes the host wait for the device every iteration.
     for image_means, image_present in zip(means, present, strict=True):
-        centroids[image_present] = (1 - momentum) * centroids[image_present] + momentum * image_means[image_present]
+        centroids = torch.where(image_present[:, None], (1 - momentum) * centroids + momentum * image_means,
+                                centroids)
     return centroids
 
 
