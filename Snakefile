@@ -15,6 +15,7 @@ include: "workflow/rules/common.smk"
 wildcard_constraints:
     seed=r"\d+",
     round=r"\d+",
+    split=r"1-[1-9]\d*",
     stage="|".join(f"{name}\\d+" if stage.rounds else name for name, stage in STAGES.items() if stage.label),
     variant="(ablations/(" + "|".join(VARIANTS) + ")/)?",
 
@@ -27,6 +28,7 @@ include: "workflow/rules/warmup.smk"
 include: "workflow/rules/selftrain.smk"
 include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/dg.smk"
+include: "workflow/rules/semisup.smk"
 include: "workflow/rules/report.smk"
 
 

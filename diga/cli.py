@@ -85,6 +85,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--references", type=Path, help="published results (config/references.yaml)")
     p.add_argument("--out-stem", required=True, type=Path)
 
+    p = sub.add_parser("semisup-table", help="semi-supervised table (.md, .csv, .tex): models x labelled splits")
+    _common(p, seed=False)
+    p.add_argument("--metrics", nargs="+", required=True, type=Path,
+                   help="semisup/<split>/seed<k>/<stage>/metrics*.json files")
+    p.add_argument("--references", type=Path, help="published results (config/references.yaml)")
+    p.add_argument("--out-stem", required=True, type=Path)
+
     p = sub.add_parser("pseudolabel-table", help="pseudo-label quality per self-training round (.md, .csv, .tex)")
     _common(p, seed=False)
     p.add_argument("--train-logs", nargs="+", required=True, type=Path, help="selftrain<r>/train_log.csv files")
@@ -256,6 +263,11 @@ def run(args: argparse.Namespace, argv: list[str]) -> None:
         write_dg_table(args.metrics, args.out_stem, settings["benchmark"],
                        [entry["name"] for entry in settings["dg"]["targets"]], args.references,
                        settings["ablations"]["descriptions"])
+    elif command == "semisup-table":
+        from diga.report.tables import write_semisup_table
+
+        write_semisup_table(args.metrics, args.out_stem, settings["benchmark"], settings["semisup"]["splits"],
+                            args.references)
     elif command == "pseudolabel-table":
         from diga.report.tables import write_pseudolabel_table
 

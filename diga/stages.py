@@ -68,6 +68,7 @@ _OUT_DIR = Arg("out-dir", help="the stage's folder (model.pt, train_log.csv, res
 _TRANSLATOR = Arg("translator", help="translator.pt of the translator stage")
 _CHECKPOINT = Arg("checkpoint", help="the model.pt (or model_best.pt) of the stage it reads")
 _TRAINING = ("data", "model", "optim", "train")
+_SPLIT = Arg("split", type=str, help="the semi-supervised split: 1-<n>, the labelled 1/n of target train")
 _METRICS_ARGS = (Arg("out", help="metrics JSON to write"),
                  Arg("variant", type=str, required=False, default="main",
                      help="config variant the model belongs to ('main' or an ablation)"),
@@ -114,6 +115,30 @@ STAGES: dict[str, Stage] = {stage.name: stage for stage in (
           trains=True, domains=("source", "target"),
           batches={"batch_source": ("source",), "batch_target": ("target",)}, stream=5, rounds=True,
           label="self-training round {round}", order=2, bench=True),
+    # Semi-supervised segmentation (`snakemake semisup`), one run per labelled split of target train: the stages
+    # draw labelled batches from the split's labelled part and unlabelled ones from the rest (semisup_settings).
+    Stage("semisup_split", "diga.data.splits:write_split_command",
+          "write a semi-supervised split's labelled and unlabelled lists of target train",
+          reads=("data", "semisup"), seeded=False, args=(_SPLIT, Arg("out", help="the split's record (JSON)"))),
+    Stage("semisup_supervised", "diga.train.semisup:train_semisup_supervised",
+          "semi-supervised baseline: CE on the split's labelled images only",
+          reads=(*_TRAINING, "stages.semisup_supervised"), args=(_SPLIT, _OUT_DIR), trains=True,
+          domains=("target",), batches={"batch": ("target",)}, stream=7, label="supervised-only", order=0,
+          colour="#9e9e9e"),
+    Stage("semisup_warmup", "diga.train.semisup:train_semisup_warmup",
+          "semi-supervised warm-up: CE on labelled images + symmetric distillation with their photometric view",
+          reads=(*_TRAINING, "ema", "augment", "stages.semisup_warmup"), args=(_SPLIT, _OUT_DIR), trains=True,
+          domains=("target",), batches={"batch": ("target",)}, stream=8, label="warm-up", order=1,
+          colour="#1f77b4"),
+    Stage("semisup_selftrain", "diga.train.semisup:train_semisup_selftrain",
+          "one semi-supervised self-training round: labelled classes pasted onto unlabelled images",
+          reads=("data", "optim", "ema", "augment", "centroids", "train", "stages.semisup_selftrain"),
+          args=(_SPLIT, Arg("round", type=int, help="the round, 1 for the first"),
+                Arg("init", help="checkpoint of the previous stage"),
+                Arg("pseudolabels", help="the folder of pseudo-label PNGs"),
+                Arg("centroids", help="centroids.pt of the stage that made them"), _OUT_DIR),
+          trains=True, domains=("target",), batches={"batch_source": ("target",), "batch_target": ("target",)},
+          stream=9, rounds=True, label="self-training round {round}", order=2),
     Stage("evaluate", "diga.infer.evaluate:evaluate_checkpoint",
           "per-class IoU and mIoU of a stage's model on target val",
           reads=("data", "evaluate", *INFERENCE),

@@ -29,7 +29,7 @@ def test_keys_with_a_shared_definition_get_their_defaults():
     snakemake_validate(theirs, str(SCHEMA))  # what the Snakefile does
     assert ours == theirs
     stages = ours["stages"]
-    assert [stages[name]["gpus"] for name in stages] == [1] * 6  # $defs/gpus (the six training stages)
+    assert [stages[name]["gpus"] for name in stages] == [1] * 9  # $defs/gpus (the nine training stages)
     assert ours["data"]["crop"] == [64, 128] and ours["data"]["source"]["streams"] == []  # $defs/size
     assert ours["centroids"]["size"] is None
     assert ours["data"]["scale"] == [0.75, 1.5] and stages["warmup"]["scale"] is None  # $defs/scale_range

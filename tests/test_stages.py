@@ -63,7 +63,11 @@ def test_batch_keys_come_from_the_records_and_the_leak_adds_the_target():
     assert keys == {"stages.translator.batch": ("source", "target"), "stages.source_only.batch": ("source",),
                     "stages.oracle.batch": ("target",), "stages.warmup.batch": ("source",),
                     "stages.selftrain.batch_source": ("source",), "stages.selftrain.batch_target": ("target",),
-                    "stages.dg_warmup.batch": ("source",)}
+                    "stages.dg_warmup.batch": ("source",),
+                    # semi-supervised stages draw both their labelled and unlabelled batches from target train
+                    "stages.semisup_supervised.batch": ("target",), "stages.semisup_warmup.batch": ("target",),
+                    "stages.semisup_selftrain.batch_source": ("target",),
+                    "stages.semisup_selftrain.batch_target": ("target",)}
     settings["stages"]["warmup"]["target_bn_leak"] = True
     assert dict((k, d) for k, _, d in batch_keys(settings))["stages.warmup.batch"] == ("source", "target")
     settings["stages"]["dg_warmup"]["target_bn_leak"] = True  # the DG warm-up's leak (the official DG code)

@@ -66,6 +66,8 @@ def _evaluate(settings: dict, seed: int, checkpoint: Path, stage: str, out_path:
     if state.get("teacher") is not None:  # the EMA teacher, for reference
         teacher = precision.place(load_segmenter(state, device, "teacher").eval())
         result["teacher_miou"] = metrics_from_confusion(confusion_on_val(settings, teacher, device, dataset))["miou"]
+    if "split" in state:  # a semi-supervised model: the labelled split it was trained on
+        result["semisup_split"] = state["split"]
     if "val_miou" in state:  # a best-on-val checkpoint: when it was taken
         result["checkpoint_iteration"], result["checkpoint_val_miou"] = state["iteration"], state["val_miou"]
     result["provenance"] = provenance(settings)

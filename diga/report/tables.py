@@ -37,6 +37,8 @@ def read_metrics(path: str | Path) -> dict:
         row["mIoU13"] = np.nan if metrics["miou13"] is None else metrics["miou13"]
     if "dg_target" in metrics:  # a domain generalisation evaluation: the dataset it was made on
         row["target"] = metrics["dg_target"]
+    if "semisup_split" in metrics:  # a semi-supervised model: its labelled split
+        row["split"] = metrics["semisup_split"]
     return row
 
 
@@ -48,7 +50,8 @@ def collect(metrics_paths: list[str | Path]) -> pd.DataFrame:
 
 
 def class_columns(per_seed: pd.DataFrame) -> list[str]:
-    fixed = {"stage", "variant", "checkpoint", "seed", "target", "mIoU", "mIoU13", "config_hash", "git_commit"}
+    fixed = {"stage", "variant", "checkpoint", "seed", "target", "split", "mIoU", "mIoU13", "config_hash",
+             "git_commit"}
     return [c for c in per_seed.columns if c not in fixed]
 
 
@@ -298,13 +301,16 @@ def _dg_label(stage: str, checkpoint: str, variant: str, descriptions: dict[str,
     return label
 
 
-def dg_reference_rows(references: list[dict], targets: list[str]) -> list[Row]:
-    """Published DG rows: mIoU per target dataset as given (`targets: {name: miou}`), their mean only if published."""
+def dg_reference_rows(references: list[dict], targets: list[str], field: str = "targets",
+                      mean: bool = True) -> list[Row]:
+    """Published rows of a table over datasets (DG: `targets: {name: miou}`) or splits (semi-supervised:
+    `splits: {1-8: miou}`), as given; their mean only if published."""
     rows = []
     for ref in references:
-        given = ref.get("targets") or {}
+        given = {str(k): v for k, v in (ref.get(field) or {}).items()}
         values = {t: (float(given[t]), None) if t in given else (math.nan, None) for t in targets}
-        values["mean"] = (float(ref["mean"]), None) if "mean" in ref else (math.nan, None)
+        if mean:
+            values["mean"] = (float(ref["mean"]), None) if "mean" in ref else (math.nan, None)
         rows.append(_published_row(ref, values))
     return rows
 
@@ -355,4 +361,38 @@ def write_dg_table(metrics_paths: list[str | Path], out_stem: Path, benchmark: s
     write_text(class_stem.with_suffix(".csv"), to_csv(class_rows, class_columns_, first="model on target"))
     write_text(class_stem.with_suffix(".tex"), to_latex(class_rows, class_columns_, class_title,
                                                         first="model on target"))
+    return rows + references
+
+
+def write_semisup_table(metrics_paths: list[str | Path], out_stem: Path, benchmark: str, splits: list[str],
+                        references_path: str | Path | None = None) -> list[Row]:
+    """The semi-supervised table: per model (stage, checkpoint), the mIoU on target val for each labelled split
+    (mean ± std over seeds); published rows below. Metrics files carry their split as `semisup_split`."""
+    per_seed = collect(metrics_paths)
+    missing = sorted(set(splits) - set(per_seed.get("split", pd.Series(dtype=str))))
+    if missing:
+        raise ValueError(f"no metrics for the semi-supervised split(s) {missing}")
+    models = sorted(per_seed.groupby(["stage", "checkpoint"], sort=False).groups,
+                    key=lambda k: (stage_order(k[0]), k[1] != "last"))
+    rows = []
+    for stage, checkpoint in models:
+        chosen = per_seed[(per_seed["stage"] == stage) & (per_seed["checkpoint"] == checkpoint)]
+        values = {split: _mean_std(chosen.loc[chosen["split"] == split, "mIoU"]) for split in splits}
+        seeds = chosen.groupby("split")["seed"].nunique()
+        label = _dg_label(stage, checkpoint, "main", {})
+        rows.append(Row(label, "/".join(str(seeds.get(split, 0)) for split in splits), values, {"stage": stage},
+                        key=f"{stage}:{checkpoint}"))
+    references = dg_reference_rows(load_references(references_path, benchmark), splits, field="splits", mean=False)
+    header = {split: f"1/{split.removeprefix('1-')} labelled" for split in splits}
+    title = f"{benchmark}: semi-supervised segmentation, mIoU (%) on target val, mean ± std over seeds"
+    notes = ["Each column: the labelled fraction of target train (the rest is used unlabelled); seeds per column in "
+             "the second column.", provenance_note(per_seed)]
+    for row in references:
+        notes.append(f"- {row.label}: {row.extra['backbone']}; source: {row.extra['source']}.")
+    renamed = [Row(r.label, r.seeds, {header[k]: v for k, v in r.values.items()}, r.extra, key=r.key)
+               for r in rows + references]
+    columns = list(header.values())
+    write_all(out_stem, to_markdown(renamed, columns, title, notes, first="model"),
+              to_csv(renamed, columns, first="model", extra=("backbone", "source", "verified")),
+              to_latex(renamed, columns, title, first="model"))
     return rows + references

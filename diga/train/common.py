@@ -15,6 +15,8 @@ from torch import nn
 from diga.config import replace
 from diga.data.loader import loader_workers
 from diga.data.streams import domain_streams
+from diga.errors import ConfigError
+from diga.method.distill import symmetric_distillation
 from diga.runtime import distributed
 from diga.runtime.device import device_for
 from diga.stages import STAGES, with_leak
@@ -72,3 +74,34 @@ def make_teacher(student: nn.Module, settings: dict) -> nn.Module:
     teacher.requires_grad_(False)
     teacher.train(settings["ema"]["teacher_train_mode"])
     return teacher
+
+
+def loss_heads(student: nn.Module, section: dict, stage: str) -> list[tuple[str, str, float]]:
+    """(loss-name suffix, output field, weight) of each logits map that the stage's losses apply to: the main logits,
+    and HRNet + OCR's auxiliary logits at stages.<stage>.aux_weight (every loss term alike, as the official
+    semi-supervised code weighs them)."""
+    heads = [("", "logits", 1.0)]
+    if section.get("aux_weight", 0) > 0:
+        if not hasattr(student, "head") or not hasattr(student.head, "aux_head"):
+            raise ConfigError(f"stages.{stage}.aux_weight is {section['aux_weight']} but this network has no "
+                              "auxiliary logits: set model.arch: hrnet_ocr, or aux_weight: 0")
+        heads.append(("_aux", "aux", section["aux_weight"]))
+    return heads
+
+
+def view_losses(heads: list[tuple[str, str, float]], student_out: Any, teacher_out: Any, labels: torch.Tensor,
+                seg_loss: Any, section: dict, student_mixed: Any = None, mixed_labels: torch.Tensor | None = None
+                ) -> dict[str, torch.Tensor]:
+    """Per head (loss_heads): CE of the clean labelled view, CE of the ClassMix images (self-training), and the
+    symmetric distillation between the two views; the outputs hold [clean, second view] along the batch."""
+    size = labels.shape[-2:]
+    losses = {}
+    for name, key, weight in heads:
+        s_clean, s_view = upsample(getattr(student_out, key), size).chunk(2)
+        t_clean, t_view = upsample(getattr(teacher_out, key), size).chunk(2)
+        losses[f"ce{name}"] = weight * seg_loss(s_clean, labels)
+        if student_mixed is not None:
+            losses[f"ce_mix{name}"] = weight * seg_loss(upsample(getattr(student_mixed, key), size), mixed_labels)
+        distill = symmetric_distillation(s_clean, s_view, t_clean, t_view, section["reverse_scale"])
+        losses[f"skd{name}"] = weight * section["distill_weight"] * distill
+    return losses

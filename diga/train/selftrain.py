@@ -12,7 +12,6 @@ from torch import nn
 from diga.config import replace
 from diga.data.labels import IGNORE_INDEX
 from diga.data.transforms import blend_augment
-from diga.method.distill import symmetric_distillation
 from diga.method.ema import ema_decay, update_teacher
 from diga.method.losses import segmentation_loss
 from diga.method.mixing import class_mix_mask, classmix, cross_domain_mixture
@@ -32,7 +31,15 @@ from diga.runtime.datasets import domain_batches
 from diga.runtime.device import device_for
 from diga.runtime.precision import Precision, precision_for
 from diga.train.best import BestOnVal
-from diga.train.common import make_teacher, seed_stage, stage_resume, stage_settings, upsample
+from diga.train.common import (
+    loss_heads,
+    make_teacher,
+    seed_stage,
+    stage_resume,
+    stage_settings,
+    upsample,
+    view_losses,
+)
 from diga.train.loop import StepFn, run_training, segmenter_optimizer
 
 
@@ -51,16 +58,20 @@ def selection_stats(offline: torch.Tensor, selected: torch.Tensor,
     return stats
 
 
-def selftrain_step(settings: dict, student: nn.Module, teacher: nn.Module, translator: nn.Module,
+def selftrain_step(settings: dict, student: nn.Module, teacher: nn.Module, translator: nn.Module | None,
                    source: Iterator[dict], target: Iterator[dict], online: dict[str, torch.Tensor],
                    centroid_valid: torch.Tensor, generator: torch.Generator, precision: Precision,
-                   best: BestOnVal | None = None) -> StepFn:
-    """One self-training iteration's losses; `online["centroids"]` is updated in place (EMA)."""
-    cfg = settings["stages"]["selftrain"]
+                   best: BestOnVal | None = None, stage: str = "selftrain") -> StepFn:
+    """One self-training iteration's losses; `online["centroids"]` is updated in place (EMA).
+
+    The labelled images' second view is their cross-domain mixture (adaptation), or with no translator their
+    photometric view (semi-supervised: the `semisup_selftrain` stage, `stage`)."""
+    cfg = settings["stages"][stage]
     num_classes = settings["data"]["num_classes"]
     has_truth = settings["data"]["target"]["train_has_labels"]  # for the logged accuracy only
     seg_loss = segmentation_loss(settings["optim"])
     student_fwd, teacher_fwd = precision.forward(student), precision.forward(teacher)
+    heads = loss_heads(student, cfg, stage)
 
     def step(iteration: int):
         centroids = online["centroids"]
@@ -72,8 +83,10 @@ def selftrain_step(settings: dict, student: nn.Module, teacher: nn.Module, trans
         size = labels.shape[-2:]
         with torch.no_grad():
             space = student.input_space
-            mixture = cross_domain_mixture(blend_augment(clean, settings["augment"], cfg["aug_beta"], generator, space),
-                                           precision.run(translator, clean), class_mix_mask(labels, generator))
+            mixture = blend_augment(clean, settings["augment"], cfg["aug_beta"], generator, space)
+            if translator is not None:
+                mixture = cross_domain_mixture(mixture, precision.run(translator, clean),
+                                               class_mix_mask(labels, generator))
             target_augmented = blend_augment(tgt["image"], settings["augment"], cfg["aug_beta"], generator, space)
             teacher_source = precision.run(teacher_fwd, torch.cat([clean, mixture]))
             teacher_target = precision.run(teacher_fwd, tgt["image"])
@@ -100,31 +113,30 @@ def selftrain_step(settings: dict, student: nn.Module, teacher: nn.Module, trans
                 means, present = class_means(feat, low, num_classes, settings["centroids"]["min_pixels"])
                 centroids = update_centroids_ema(centroids, means, present, cfg["centroid_momentum"])
             online["centroids"] = centroids
-        student_logits = upsample(precision.run(student_fwd, torch.cat([clean, mixture])).logits, size)
-        s_clean, s_mixed = student_logits.chunk(2)
-        t_clean, t_mixed = upsample(teacher_source.logits, size).chunk(2)
-        mixed_logits = upsample(precision.run(student_fwd, mixed_images).logits, size)
-        distill = symmetric_distillation(s_clean, s_mixed, t_clean, t_mixed, cfg["reverse_scale"])
-        terms = {"ce": seg_loss(s_clean, labels), "ce_mix": seg_loss(mixed_logits, mixed_labels),
-                 "skd": cfg["distill_weight"] * distill}
+        student_source = precision.run(student_fwd, torch.cat([clean, mixture]))
+        student_mixed = precision.run(student_fwd, mixed_images)
+        terms = view_losses(heads, student_source, teacher_source, labels, seg_loss, cfg, student_mixed, mixed_labels)
         truth = tgt["truth"] if has_truth else None
         return terms, {**selection_stats(offline, selected, truth), **stats}
 
     return step
 
 
-def train_selftrain(settings: dict, seed: int, round_index: int, init_path: Path, translator_path: Path,
-                    pseudo_dir: Path, centroids_path: Path, out_dir: Path) -> None:
-    generator = seed_stage(seed, "selftrain", round_index)
-    settings = stage_settings(settings, "selftrain")
+def train_selftrain(settings: dict, seed: int, round_index: int, init_path: Path, translator_path: Path | None,
+                    pseudo_dir: Path, centroids_path: Path, out_dir: Path, stage_name: str = "selftrain",
+                    extra: dict | None = None) -> None:
+    """A self-training round of adaptation, or (`stage_name` semisup_selftrain, no translator) of semi-supervised
+    segmentation; `extra` goes into the checkpoint."""
+    generator = seed_stage(seed, stage_name, round_index)
+    settings = stage_settings(settings, stage_name)
     device = device_for(settings)
     precision = precision_for(settings, device)
-    cfg = settings["stages"]["selftrain"]
+    cfg = settings["stages"][stage_name]
     source = domain_batches(settings, "source", cfg["batch_source"], generator, device)
     # Target-train labels, where they exist, come as 'truth', for the logged accuracy only: no loss and no crop
     # choice sees them.
     target = domain_batches(settings, "target", cfg["batch_target"], generator, device, pseudo_dir=str(pseudo_dir))
-    translator = precision.place(load_translator(translator_path, device))
+    translator = precision.place(load_translator(translator_path, device)) if translator_path is not None else None
     student = precision.place(load_segmenter(init_path, device).train())
     teacher = make_teacher(student, settings)  # re-initialised to the student at each round, as in the paper
     optim = replace(settings["optim"], lr=settings["optim"]["lr"] * cfg["lr_scale"])
@@ -134,14 +146,16 @@ def train_selftrain(settings: dict, seed: int, round_index: int, init_path: Path
     online = {"centroids": initial.to(device)}  # updated every iteration (EMA), so checkpointed
     centroid_valid = centroid_valid.to(device)
 
-    stage = f"selftrain{round_index}"
-    best = BestOnVal(settings, stage, out_dir, device, {"seed": seed, "round": round_index})
+    stage = f"{stage_name}{round_index}"
+    extra = {"seed": seed, "round": round_index, **(extra or {})}
+    best = BestOnVal(settings, stage, out_dir, device, extra)
     step = selftrain_step(settings, student, teacher, translator, source, target, online, centroid_valid,
-                          generator, precision, best)
+                          generator, precision, best, stage_name)
 
     state = {"student": student, "teacher": teacher, "optimizer": optimizer, "source": source, "target": target,
              "generator": generator, "online": online}
-    inputs = (init_path, translator_path, centroids_path, *sorted(Path(pseudo_dir).glob("*.png")))
+    inputs = (init_path, *([translator_path] if translator_path is not None else []), centroids_path,
+              *sorted(Path(pseudo_dir).glob("*.png")))
     state["best"] = best
     resume = stage_resume(settings, out_dir, stage, seed, state, inputs)
     run_training(stage, step, optimizer, cfg["iterations"], settings["optim"]["poly_power"],
@@ -149,5 +163,5 @@ def train_selftrain(settings: dict, seed: int, round_index: int, init_path: Path
     best.finish(cfg["iterations"], student, teacher)
     if distributed.is_main():  # one process writes the outputs
         save_segmenter(out_dir / "model.pt", stage, settings, student, teacher,
-                       {"seed": seed, "round": round_index, "centroids": online["centroids"].cpu()})
+                       {**extra, "centroids": online["centroids"].cpu()})
         resume.finish()

@@ -16,8 +16,10 @@ from diga.train.common import seed_stage, stage_resume, stage_settings, upsample
 from diga.train.loop import run_training, segmenter_optimizer
 
 
-def train_supervised(settings: dict, seed: int, stage: str, out_dir: Path) -> None:
-    """CE on one labelled domain with the same schedule as warm-up; `stage` is 'source_only' or 'oracle'."""
+def train_supervised(settings: dict, seed: int, stage: str, out_dir: Path, extra: dict | None = None) -> None:
+    """CE on one labelled domain with the same schedule as warm-up: source (source-only, and the semi-supervised
+    baseline whose labelled split is data.source, see diga.train.semisup), or target for the oracle; `extra` goes
+    into the checkpoint."""
     generator = seed_stage(seed, stage)
     settings = stage_settings(settings, stage)
     device = device_for(settings)
@@ -35,7 +37,7 @@ def train_supervised(settings: dict, seed: int, stage: str, out_dir: Path) -> No
     forward = precision.forward(model)
     optimizer = segmenter_optimizer(model, settings["optim"])
 
-    best = BestOnVal(settings, stage, out_dir, device, {"seed": seed})
+    best = BestOnVal(settings, stage, out_dir, device, {"seed": seed, **(extra or {})})
 
     def step(iteration: int):
         stats = best(iteration, model, None)
@@ -50,7 +52,7 @@ def train_supervised(settings: dict, seed: int, stage: str, out_dir: Path) -> No
                  settings["train"]["log_every"], out_dir / "train_log.csv", resume)
     best.finish(stage_cfg["iterations"], model, None)
     if distributed.is_main():  # one process writes the outputs
-        save_segmenter(out_dir / "model.pt", stage, settings, model, None, {"seed": seed})
+        save_segmenter(out_dir / "model.pt", stage, settings, model, None, {"seed": seed, **(extra or {})})
         resume.finish()
 
 

@@ -12,8 +12,6 @@ import torch
 from torch import nn
 
 from diga.data.transforms import blend_augment
-from diga.errors import ConfigError
-from diga.method.distill import symmetric_distillation
 from diga.method.ema import ema_decay, update_teacher
 from diga.method.losses import segmentation_loss
 from diga.method.mixing import class_mix_mask, cross_domain_mixture
@@ -23,7 +21,7 @@ from diga.runtime.datasets import domain_batches
 from diga.runtime.device import device_for
 from diga.runtime.precision import Precision, precision_for
 from diga.train.best import BestOnVal
-from diga.train.common import make_teacher, seed_stage, stage_resume, stage_settings, upsample
+from diga.train.common import loss_heads, make_teacher, seed_stage, stage_resume, stage_settings, view_losses
 from diga.train.loop import StepFn, run_training, segmenter_optimizer
 
 
@@ -38,14 +36,7 @@ def warmup_step(settings: dict, student: nn.Module, teacher: nn.Module, translat
     cfg = settings["stages"][stage]
     seg_loss = segmentation_loss(settings["optim"])
     student_fwd, teacher_fwd = precision.forward(student), precision.forward(teacher)
-    # (loss-name suffix, output field, weight): the main logits, and HRNet + OCR's auxiliary logits at aux_weight
-    # (CE and SKD alike, as the official semi-supervised warm-up weighs them).
-    heads = [("", "logits", 1.0)]
-    if cfg["aux_weight"] > 0:
-        if not hasattr(student, "head") or not hasattr(student.head, "aux_head"):
-            raise ConfigError(f"stages.{stage}.aux_weight is {cfg['aux_weight']} but this network has no auxiliary "
-                              "logits: set model.arch: hrnet_ocr, or aux_weight: 0")
-        heads.append(("_aux", "aux", cfg["aux_weight"]))
+    heads = loss_heads(student, cfg, stage)
 
     def step(iteration: int):
         stats = best(iteration, student, teacher) if best is not None else {}
@@ -63,34 +54,28 @@ def warmup_step(settings: dict, student: nn.Module, teacher: nn.Module, translat
         if target is not None:
             with torch.no_grad():
                 precision.run(student_fwd, next(target)["image"])
-        size = labels.shape[-2:]
         both = torch.cat([clean, second_view])
         student_out = precision.run(student_fwd, both)
         with torch.no_grad():
             teacher_out = precision.run(teacher_fwd, both)
-        losses = {}
-        for name, key, weight in heads:
-            s_clean, s_mixed = upsample(getattr(student_out, key), size).chunk(2)
-            t_clean, t_mixed = upsample(getattr(teacher_out, key), size).chunk(2)
-            distill = symmetric_distillation(s_clean, s_mixed, t_clean, t_mixed, cfg["reverse_scale"])
-            losses[f"ce{name}"] = weight * seg_loss(s_clean, labels)
-            losses[f"skd{name}"] = weight * cfg["distill_weight"] * distill
-        return losses, stats
+        return view_losses(heads, student_out, teacher_out, labels, seg_loss, cfg), stats
 
     return step
 
 
 def train_warmup(settings: dict, seed: int, translator_path: Path, out_dir: Path) -> None:
-    _train_with_distillation(settings, seed, "warmup", out_dir, translator_path)
+    train_with_distillation(settings, seed, "warmup", out_dir, translator_path)
 
 
 def train_dg_warmup(settings: dict, seed: int, out_dir: Path) -> None:
     """Domain generalisation: the warm-up's loss on source alone, its second view the photometric augmentation."""
-    _train_with_distillation(settings, seed, "dg_warmup", out_dir, None)
+    train_with_distillation(settings, seed, "dg_warmup", out_dir, None)
 
 
-def _train_with_distillation(settings: dict, seed: int, stage: str, out_dir: Path, translator_path: Path | None):
-    """The warm-up (with the translator of the cross-domain mixture) or the DG stage (translator_path None)."""
+def train_with_distillation(settings: dict, seed: int, stage: str, out_dir: Path, translator_path: Path | None,
+                             extra: dict | None = None):
+    """The warm-up (with the translator of the cross-domain mixture), or the DG or semi-supervised warm-up
+    (translator_path None); `extra` goes into the checkpoint."""
     generator = seed_stage(seed, stage)
     settings = stage_settings(settings, stage)
     device = device_for(settings)
@@ -107,7 +92,7 @@ def _train_with_distillation(settings: dict, seed: int, stage: str, out_dir: Pat
     teacher = make_teacher(student, settings)
     optimizer = segmenter_optimizer(student, settings["optim"])
 
-    best = BestOnVal(settings, stage, out_dir, device, {"seed": seed})
+    best = BestOnVal(settings, stage, out_dir, device, {"seed": seed, **(extra or {})})
     step = warmup_step(settings, student, teacher, translator, source, target, generator, precision, best, stage)
 
     state = {"student": student, "teacher": teacher, "optimizer": optimizer, "source": source, "generator": generator,
@@ -120,5 +105,5 @@ def _train_with_distillation(settings: dict, seed: int, stage: str, out_dir: Pat
                  settings["train"]["log_every"], out_dir / "train_log.csv", resume, cfg["lr_schedule"])
     best.finish(cfg["iterations"], student, teacher)
     if distributed.is_main():  # one process writes the outputs
-        save_segmenter(out_dir / "model.pt", stage, settings, student, teacher, {"seed": seed})
+        save_segmenter(out_dir / "model.pt", stage, settings, student, teacher, {"seed": seed, **(extra or {})})
         resume.finish()

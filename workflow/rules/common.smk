@@ -99,6 +99,7 @@ RULE_SECTIONS = {
     "pseudolabel_table": [],
     "ablation_table": ["ablations.descriptions"],
     "dg_table": ["dg.targets", "ablations.descriptions"],
+    "semisup_table": ["semisup.splits"],
     "figures": ["data", "evaluate", "train.device"],  # the qualitative grid runs inference
 }
 
@@ -417,3 +418,39 @@ def prepared_dataset(wildcards):
 def weights_settings():
     """What check_weights reads: model.init and the translator's perceptual-loss weights."""
     return slice_settings(RULE_SECTIONS["check_weights"], seeds=[0])
+
+
+# Semi-supervised segmentation: one run per split of semisup.splits, under results/<benchmark>/semisup/<split>/.
+SEMISUP_SPLITS = config["semisup"]["splits"]
+SEMISUP_ROUNDS = config["stages"]["semisup_selftrain"]["rounds"]
+SEMISUP_STAGES = ["semisup_supervised", "semisup_warmup",
+                  *(f"semisup_selftrain{r}" for r in range(1, SEMISUP_ROUNDS + 1))]
+# The split lists are written into the target's prepared folder (beside its other lists).
+TARGET_MANIFEST = f"{os.path.normpath(config['data']['target']['root'])}/manifest.json" if REAL_DATA else MANIFEST
+
+
+def semisup_job_settings(rule_name, wildcards):
+    """A job's settings with the data of the split: labelled part as data.source, unlabelled part as target train."""
+    from diga.train.semisup import semisup_settings
+
+    return slice_settings(RULE_SECTIONS[rule_name], semisup_settings(config, wildcards.split), [int(wildcards.seed)])
+
+
+def semisup_selftrain_inputs(wildcards):
+    """Round 1 starts from the semi-supervised warm-up, round r from round r-1; the centroids as stages.
+    semisup_selftrain.centroids_from says (the official code: the warm-up's, every round)."""
+    round_index = int(wildcards.round)
+    previous = "semisup_warmup" if round_index == 1 else f"semisup_selftrain{round_index - 1}"
+    centroids = "semisup_warmup" if config["stages"]["semisup_selftrain"]["centroids_from"] == "warmup" else previous
+    run = f"{RESULTS}/semisup/{wildcards.split}/seed{wildcards.seed}"
+    return {"init": f"{run}/{previous}/{CONTINUE_FROM}", "pseudolabels": f"{run}/{previous}/pseudolabels",
+            "centroids": f"{run}/{centroids}/centroids.pt"}
+
+
+def semisup_metrics(wildcards):
+    """Every semi-supervised model's metrics, for every split and seed (and the best-on-val checkpoints')."""
+    if not SEMISUP_SPLITS:
+        raise ValueError("semisup.splits is empty: list the labelled fractions, e.g. [1-8] (config/config.yaml has "
+                         "ToyCity's, config/semisup_cityscapes.yaml the paper's four)")
+    return expand(f"{RESULTS}/semisup/{{split}}/seed{{seed}}/{{stage}}/metrics{{best}}.json", split=SEMISUP_SPLITS,
+                  seed=SEEDS, stage=SEMISUP_STAGES, best=["", "_best"] if BEST else [""])
