@@ -106,8 +106,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("bench", help="time each stage's iteration in each precision mode (fp32 baseline side by "
                                      "side); print a table and write a CSV")
     _common(p, seed=False)
-    p.add_argument("--stages", nargs="+", default=list(stages.BENCH_STAGES),
-                   help=f"{' '.join(stages.BENCH_STAGES)} (the loader: diga bench-data)")
+    p.add_argument("--stages", nargs="+", default=list(stages.BENCH_DEFAULT), choices=stages.BENCH_STAGES,
+                   help=f"default: {' '.join(stages.BENCH_DEFAULT)} (the loader: diga bench-data)")
     p.add_argument("--modes", nargs="+", default=None,
                    help="fp32 tf32 bf16 bf16+cl bf16+cl+compile (default: all on CUDA; fp32 bf16 bf16+cl on CPU)")
     p.add_argument("--iterations", type=int, default=10, help="timed iterations per (stage, mode)")
@@ -125,7 +125,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("bench-memory", help="peak tensor memory of each stage's iteration, measured on the CPU at "
                                             "small crops and extrapolated to the paper's crop (fits 24 GB?)")
     _common(p, seed=False)
-    p.add_argument("--stages", nargs="+", default=list(stages.BENCH_STAGES))
+    p.add_argument("--stages", nargs="+", default=list(stages.BENCH_DEFAULT), choices=stages.BENCH_STAGES)
     p.add_argument("--modes", nargs="+", default=["fp32", "bf16+cl"], help="see diga bench --modes")
     p.add_argument("--crops", nargs="+", type=_size, default=[(64, 112), (128, 224)], metavar="HxW",
                    help="crops measured (at least two areas); for evaluate, image sizes")

@@ -129,7 +129,7 @@ STAGES: dict[str, Stage] = {stage.name: stage for stage in (
           "semi-supervised warm-up: CE on labelled images + symmetric distillation with their photometric view",
           reads=(*_TRAINING, "ema", "augment", "stages.semisup_warmup"), args=(_SPLIT, _OUT_DIR), trains=True,
           domains=("target",), batches={"batch": ("target",)}, stream=8, label="warm-up", order=1,
-          colour="#1f77b4"),
+          colour="#1f77b4", bench=True),
     Stage("semisup_selftrain", "diga.train.semisup:train_semisup_selftrain",
           "one semi-supervised self-training round: labelled classes pasted onto unlabelled images",
           reads=("data", "optim", "ema", "augment", "centroids", "train", "stages.semisup_selftrain"),
@@ -138,7 +138,7 @@ STAGES: dict[str, Stage] = {stage.name: stage for stage in (
                 Arg("pseudolabels", help="the folder of pseudo-label PNGs"),
                 Arg("centroids", help="centroids.pt of the stage that made them"), _OUT_DIR),
           trains=True, domains=("target",), batches={"batch_source": ("target",), "batch_target": ("target",)},
-          stream=9, rounds=True, label="self-training round {round}", order=2),
+          stream=9, rounds=True, label="self-training round {round}", order=2, bench=True),
     Stage("evaluate", "diga.infer.evaluate:evaluate_checkpoint",
           "per-class IoU and mIoU of a stage's model on target val",
           reads=("data", "evaluate", *INFERENCE),
@@ -154,6 +154,8 @@ STAGES: dict[str, Stage] = {stage.name: stage for stage in (
 
 TRAINING_STAGES = tuple(name for name, stage in STAGES.items() if stage.trains)
 BENCH_STAGES = tuple(name for name, stage in STAGES.items() if stage.bench)
+# What `diga bench` and `diga bench-memory` time by default: the adaptation setting's (semi-supervised: by name).
+BENCH_DEFAULT = tuple(name for name in BENCH_STAGES if not name.startswith("semisup_"))
 
 
 def with_leak(domains: tuple[str, ...], section: dict) -> tuple[str, ...]:

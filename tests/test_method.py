@@ -447,3 +447,62 @@ def test_aux_weight_adds_the_auxiliary_logits_ce_and_distillation_at_that_weight
     with pytest.raises(ConfigError, match="aux_weight is 0.1 but this network has no auxiliary logits"):
         warmup_step(settings, _PixelSegmenter([[0.0] * 3] * 2, [0.0, 0.0]), _PixelSegmenter([[0.0] * 3] * 2, [0.0] * 2),
                     None, iter([]), None, torch.Generator(), Precision("fp32", False, False, "cpu"), stage="dg_warmup")
+
+
+def test_semisup_selftrain_loss_pastes_unaugmented_labelled_classes_and_weighs_the_aux_logits():
+    """The official semi-supervised round: CE(main, y_l) + 0.1 CE(aux, y_l) + CE(main_mix, y_mix) + 0.1 CE(aux_mix,
+    y_mix) + 0.5 [SKD(main) + 0.1 SKD(aux)], the second view the photometric one (no translator), and ClassMix
+    pasting the unaugmented labelled image onto the augmented unlabelled one."""
+    from diga.data.transforms import blend_augment
+    from diga.method.mixing import class_mix_mask
+    from diga.models.hrnet_ocr import TINY_SIZE, HRNetOCR
+    from diga.runtime.precision import Precision
+    from diga.train.selftrain import selftrain_step
+
+    torch.manual_seed(0)
+    student = HRNetOCR(TINY_SIZE, 19).eval()  # eval: no dropout, fixed BN
+    teacher = HRNetOCR(TINY_SIZE, 19).eval()
+    labelled, unlabelled = torch.rand(1, 3, 32, 64), torch.rand(1, 3, 32, 64)
+    labels = torch.zeros(1, 32, 64, dtype=torch.long)
+    labels[:, :, 20:], labels[:, 10:, :8] = 5, 11  # three classes: 0, 5 and 11
+    pseudo = torch.full((1, 32, 64), 2, dtype=torch.long)
+    pseudo[:, :16] = 8
+    cfg = {"distill_weight": 0.5, "reverse_scale": 0.5, "aug_beta": 0.3, "aux_weight": 0.1, "selection": "none",
+           "centroid_momentum": 1e-4, "source_centroid_mask": "label_and_prediction"}
+    settings = {"stages": {"semisup_selftrain": cfg},
+                "data": {"num_classes": 19, "target": {"train_has_labels": False}},
+                "centroids": {"min_pixels": 1}, "optim": {"seg_loss": "ce", "ce_normalise": "valid_pixels"},
+                "augment": GREY_ONLY, "ema": {"max_decay": 0.99, "average_buffers": True}}
+    online = {"centroids": torch.randn(19, TINY_SIZE.ocr_mid)}
+    step = selftrain_step(settings, student, teacher, None, iter([{"image": labelled, "label": labels}]),
+                          iter([{"image": unlabelled, "pseudo": pseudo}]), online, torch.ones(19, dtype=torch.bool),
+                          torch.Generator().manual_seed(0), Precision("fp32", False, False, "cpu"),
+                          stage="semisup_selftrain")
+    losses, _ = step(0)  # iteration 0: the teacher becomes a copy of the student
+    assert list(losses) == ["ce", "ce_mix", "skd", "ce_aux", "ce_mix_aux", "skd_aux"]
+
+    # By hand, drawing from a generator in the step's order: the labelled view, the unlabelled view, the mask.
+    generator = torch.Generator().manual_seed(0)
+    view = blend_augment(labelled, GREY_ONLY, 0.3, generator)
+    grey = (0.2989 * labelled[:, 0] + 0.587 * labelled[:, 1] + 0.114 * labelled[:, 2]).unsqueeze(1)
+    assert torch.allclose(view, 0.3 * grey + 0.7 * labelled, atol=1e-6)  # the photometric view, no translation
+    unlabelled_view = blend_augment(unlabelled, GREY_ONLY, 0.3, generator)
+    mask = class_mix_mask(labels, generator)
+    assert 0 < mask.float().mean() < 1  # some labelled classes pasted, not all
+    mixed = torch.where(mask[:, None], labelled, unlabelled_view)  # the labelled pixels unaugmented
+    mixed_labels = torch.where(mask, labels, pseudo)
+
+    def up(x):
+        return nn.functional.interpolate(x, size=(32, 64), mode="bilinear", align_corners=True)
+
+    with torch.no_grad():
+        clean_out, view_out, mixed_out = student(labelled), student(view), student(mixed)
+    for key, name, weight in (("logits", "", 1.0), ("aux", "_aux", 0.1)):
+        clean, seen, pasted = up(getattr(clean_out, key)), up(getattr(view_out, key)), up(getattr(mixed_out, key))
+        forward = -(clean.softmax(1) * seen.log_softmax(1)).sum(1).mean()
+        reverse = -(seen.softmax(1) * clean.log_softmax(1)).sum(1).mean()
+        assert losses[f"ce{name}"].item() == pytest.approx(weight * nn.functional.cross_entropy(clean, labels).item(),
+                                                           rel=1e-4)
+        assert losses[f"ce_mix{name}"].item() == pytest.approx(
+            weight * nn.functional.cross_entropy(pasted, mixed_labels).item(), rel=1e-4)
+        assert losses[f"skd{name}"].item() == pytest.approx(weight * 0.5 * (forward + 0.5 * reverse).item(), rel=1e-4)

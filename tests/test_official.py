@@ -35,6 +35,10 @@ def test_caffe_bgr_normalisation_of_a_known_pixel():
     expected = [(0 - CAFFE_MEAN_BGR[0]) / 128, (127.5 - CAFFE_MEAN_BGR[1]) / 128, (255 - CAFFE_MEAN_BGR[2]) / 128]
     assert space.to_network(pixel).flatten().tolist() == pytest.approx(expected, abs=1e-6)
     assert torch.allclose(space.to_image(space.to_network(pixel)), pixel, atol=1e-6)
+    # The official semi-supervised HRNet input: the same caffe tensor with its channels flipped back to RGB.
+    caffe_rgb = InputSpace("caffe_rgb")
+    assert caffe_rgb.to_network(pixel).flatten().tolist() == pytest.approx(expected[::-1], abs=1e-6)
+    assert torch.allclose(caffe_rgb.to_image(caffe_rgb.to_network(pixel)), pixel, atol=1e-6)
     imagenet = InputSpace("imagenet_rgb").to_network(pixel).flatten().tolist()
     assert imagenet == pytest.approx([(1 - 0.485) / 0.229, (0.5 - 0.456) / 0.224, (0 - 0.406) / 0.225], abs=1e-6)
 

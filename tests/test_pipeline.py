@@ -6,6 +6,7 @@ import csv
 import json
 import math
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -25,7 +26,7 @@ TRAINING_RULES = {"make_toy", "translator", "source_only", "oracle", "warmup", "
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory):
     workdir = tmp_path_factory.mktemp("tiny_run")
-    run_snakemake("--configfile", str(TINY_CONFIG), "--cores", "2", "all", "ablations", "dg", cwd=workdir)
+    run_snakemake("--configfile", str(TINY_CONFIG), "--cores", "2", "all", "ablations", "dg", "semisup", cwd=workdir)
     return workdir
 
 
@@ -211,3 +212,30 @@ def test_editing_references_reruns_tables_only(tiny_run):
         assert counts.get("table") == 1 and not TRAINING_RULES & set(counts), counts
     finally:
         local.unlink()
+
+
+def test_semisup_runs_each_split_on_its_labelled_and_unlabelled_images_and_tabulates_them(tiny_run):
+    results, target = tiny_run / "results" / "tiny", tiny_run / "resources" / "tiny" / "target"
+    train = (target / "lists" / "train.txt").read_text().splitlines()
+    labelled = {}
+    for split, count in (("1-4", 2), ("1-2", 4)):  # of the 8 target-train images
+        record = json.loads((results / "semisup" / split / "split.json").read_text())
+        assert (record["labelled"], record["unlabelled"]) == (count, 8 - count)
+        labelled[split] = (target / f"lists/semisup/{split}/labelled.txt").read_text().splitlines()
+        unlabelled = (target / f"lists/semisup/{split}/unlabelled.txt").read_text().splitlines()
+        assert len(labelled[split]) == count and sorted(labelled[split] + unlabelled) == sorted(train)
+        # The warm-up's pseudo-labels cover exactly the unlabelled images.
+        run = results / "semisup" / split / "seed0"
+        pseudo = sorted(p.stem for p in (run / "semisup_warmup" / "pseudolabels").glob("*.png"))
+        assert pseudo == sorted(Path(line.split()[0]).stem for line in unlabelled)
+        for stage in ("semisup_supervised", "semisup_warmup", "semisup_selftrain1", "semisup_selftrain2"):
+            assert torch.load(run / stage / "model.pt", weights_only=False)["split"] == split
+            assert json.loads((run / stage / "metrics.json").read_text())["semisup_split"] == split
+    assert set(labelled["1-4"]) < set(labelled["1-2"])  # seeded splits are nested
+    with open(results / "semisup_table.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert [row["model"] for row in rows] == ["supervised-only", "warm-up", "self-training round 1",
+                                              "self-training round 2"]
+    miou = json.loads((results / "semisup/1-4/seed0/semisup_warmup/metrics.json").read_text())["miou"]
+    assert float(rows[1]["1/4 labelled"]) == pytest.approx(miou, abs=1e-4)  # one seed: the table holds its mIoU
+    assert rows[1]["seeds"] == "1/1"

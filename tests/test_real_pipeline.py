@@ -56,6 +56,32 @@ def test_dg_paper_config_dry_runs_every_job_of_the_dg_table(tmp_path):
     assert len(mapillary) == 1 and "data.target.streams" not in mapillary[0]["sections"]
 
 
+def test_semisup_paper_config_dry_runs_every_job_of_the_four_splits(tmp_path):
+    shutil.copytree(REPO / "config", tmp_path / "config")
+    result = run_snakemake("-n", "-p", "semisup", "--configfile", "config/semisup_cityscapes.yaml", cwd=tmp_path)
+    counts = job_counts(result.stdout)
+    # Cityscapes alone; per split: its lists, supervised-only, warm-up, centroids of the warm-up, two rounds with the
+    # pseudo-labels of the stage before, and four models evaluated (the last iteration's and the best on val).
+    assert counts == {"check_weights": 1, "fetch": 1, "prepare": 1, "semisup_split": 4, "semisup_supervised": 4,
+                      "semisup_warmup": 4, "semisup_centroids": 4, "semisup_pseudolabels": 8, "semisup_selftrain": 8,
+                      "semisup_evaluate": 32, "semisup_table": 1, "semisup": 1}
+    assert "resources/raw/cityscapes.json" in result.stdout and "gta5" not in result.stdout
+    for split in ("1-16", "1-8", "1-4", "1-2"):
+        for stage in ("semisup_supervised", "semisup_warmup", "semisup_selftrain1", "semisup_selftrain2"):
+            assert f"results/semisup_cityscapes/semisup/{split}/seed0/{stage}/metrics_best.json" in result.stdout
+    commands = re.findall(r"diga (?:--threads \d+ )?(semisup-warmup|semisup-selftrain|pseudolabels) --config "
+                          r"'(\{.*?\})'", result.stdout)
+    warmup = next(json.loads(s) for c, s in commands if c == "semisup-warmup")
+    assert warmup["model"]["arch"] == "hrnet_ocr" and warmup["model"]["input_norm"] == "caffe_rgb"
+    assert warmup["stages"]["semisup_warmup"]["aux_weight"] == 0.1
+    assert warmup["stages"]["semisup_warmup"]["target_bn_leak"] is True
+    assert warmup["optim"]["poly_power"] == 1.0 and warmup["optim"]["head_lr_mult"] == 1.0
+    assert warmup["augment"]["sharpness_p"] == 0.3
+    # Pseudo-labels of the split's unlabelled part only (target train as the split maps it).
+    lists = {json.loads(s)["data"]["target"]["train_list"] for c, s in commands if c == "pseudolabels"}
+    assert lists == {f"lists/semisup/{split}/unlabelled.txt" for split in ("1-16", "1-8", "1-4", "1-2")}
+
+
 def test_dg_dag_runs_on_fake_archives_of_the_four_datasets(tmp_path):
     make_gta5(tmp_path / "archives" / "gta5", [1, 2, 3, 4])
     make_cityscapes(tmp_path / "archives" / "cityscapes")

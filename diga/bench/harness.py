@@ -155,32 +155,38 @@ def _stage_runner(stage: str, settings: dict, device: torch.device,
     else:
         from diga.models.translator import build_generator
 
-        translator = build_generator(settings["stages"]["translator"]).to(device).eval().requires_grad_(False)
-        translator = precision.place(translator)
+        # The semi-supervised stages run the same steps without a translator (the photometric second view).
+        semisup = stage.startswith("semisup_")
+        translator = None
+        if not semisup:
+            translator = build_generator(settings["stages"]["translator"]).to(device).eval().requires_grad_(False)
+            translator = precision.place(translator)
         student = precision.place(new_segmenter(settings, device).train())
         teacher = make_teacher(student, settings)
         optimizer = segmenter_optimizer(student, settings["optim"])
-        if stage == "warmup":
+        if stage in ("warmup", "semisup_warmup"):
             from diga.train.warmup import warmup_step
 
-            cfg = settings["stages"]["warmup"]
+            cfg = settings["stages"][stage]
             source = FixedBatches(total(cfg["batch"]), crop, num_classes, device, 1)
             target = (FixedBatches(total(cfg["batch"]), crop, num_classes, device, 2) if cfg["target_bn_leak"]
                       else None)
-            step = warmup_step(settings, student, teacher, translator if cfg["mixture"] else None, source, target,
-                               generator, precision)
+            step = warmup_step(settings, student, teacher, translator if cfg.get("mixture") else None, source,
+                               target, generator, precision, stage=stage)
             images = total(cfg["batch"]) * (2 if target is not None else 1)
         else:
             from diga.train.selftrain import selftrain_step
 
-            cfg = settings["stages"]["selftrain"]
+            cfg = settings["stages"][stage]
             source = FixedBatches(total(cfg["batch_source"]), crop, num_classes, device, 1)
             target = FixedBatches(total(cfg["batch_target"]), crop, num_classes, device, 2, pseudo=True)
-            feat_dim = student.config["head_channels"]
+            with torch.no_grad():  # the centroids' dimension: the network's feature channels
+                feat_dim = student.eval()(torch.zeros(1, 3, 64, 64, device=device)).feat.shape[1]
+            student.train()
             online = {"centroids": torch.randn(num_classes, feat_dim, device=device)}
             valid = torch.ones(num_classes, dtype=torch.bool, device=device)
             step = selftrain_step(settings, student, teacher, translator, source, target, online, valid,
-                                  generator, precision)
+                                  generator, precision, stage=stage)
             images = total(cfg["batch_source"]) + total(cfg["batch_target"])
         schedule = cfg["iterations"]
 

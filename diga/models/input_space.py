@@ -4,7 +4,9 @@ Augmentation, mixing and the translator's output live in image space; each netwo
 - imagenet_rgb: RGB, ImageNet mean and std (the clean choice, matching torchvision-style weights).
 - caffe_bgr: what the official DiGA loaders feed the caffe-converted DeepLab weights: BGR, on 0..255, minus the
   caffe mean (104.00698793, 116.66876762, 122.67891434), divided by 128 (about [-1, 1]).
-Both maps are affine per channel, so `to_image(to_network(x)) == x` up to float rounding.
+- caffe_rgb: the same tensor with its channels flipped back to RGB, what the official semi-supervised code feeds
+  HRNet (its loaders are the caffe ones; the network flips the channels first).
+The maps are affine per channel, so `to_image(to_network(x)) == x` up to float rounding.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 CAFFE_MEAN_BGR = (104.00698793, 116.66876762, 122.67891434)
 CAFFE_SCALE = 128.0
-INPUT_NORMS = ("imagenet_rgb", "caffe_bgr")
+INPUT_NORMS = ("imagenet_rgb", "caffe_bgr", "caffe_rgb")
 
 
 class InputSpace(nn.Module):
@@ -28,6 +30,8 @@ class InputSpace(nn.Module):
             mean, std = IMAGENET_MEAN, IMAGENET_STD
         elif norm == "caffe_bgr":  # on 0..255 values: mean/255 and 128/255 in image units
             mean, std = [m / 255 for m in CAFFE_MEAN_BGR], [CAFFE_SCALE / 255] * 3
+        elif norm == "caffe_rgb":
+            mean, std = [m / 255 for m in reversed(CAFFE_MEAN_BGR)], [CAFFE_SCALE / 255] * 3
         else:
             raise ValueError(f"model.input_norm must be one of {INPUT_NORMS}, not {norm!r}")
         self.swap = norm == "caffe_bgr"  # RGB <-> BGR, its own inverse; no copy (or layout change) for RGB

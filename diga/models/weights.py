@@ -16,6 +16,7 @@ TORCHVISION_FILES = {
     "vgg19": ("vgg19-dcbb9e9d.pth",),
 }
 DEEPLAB_INIT = "DeepLab_resnet_pretrained_init-f81d91e8.pth"
+HRNET_INIT = "hrnetv2_w48_imagenet_pretrained.pth"  # HRNet-W48-C, ImageNet (the semi-supervised setting)
 
 
 def torchvision_cache() -> Path:
@@ -46,8 +47,9 @@ def resolve_backbone_init(init: str) -> str:
         return str(path)
     if not Path(init).is_file():
         raise MissingWeightsError(
-            f"model.init points at {init}, which does not exist. Put the initial weights there (the paper's "
-            f"ImageNet+COCO DeepLab init is {DEEPLAB_INIT}; README 'Real benchmarks'), use model.init: torchvision "
+            f"model.init points at {init}, which does not exist. Put the initial weights there (the paper's: the "
+            f"ImageNet+COCO DeepLab init {DEEPLAB_INIT} for DeepLabV2, {HRNET_INIT} for HRNet; README 'Real "
+            "benchmarks'), use model.init: torchvision "
             "for cached ImageNet weights, or model.init: random to train from scratch.")
     return init
 

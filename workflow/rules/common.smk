@@ -25,12 +25,17 @@ DATA_ROOT = os.path.normpath(config["data"]["root"])
 REAL_DATA = config["datasets"]["source"] is not None or config["datasets"]["target"] is not None
 PREPARED = {}  # prepared folder name -> dataset name
 PREPARED_DOMAIN = {}  # prepared folder name -> "source" or "target"
+# Semi-supervised segmentation trains on the target alone: datasets.source may then be null if data.source.root is
+# the target's folder (the semi-supervised stages draw labelled images from a split of it, never from data.source).
+TARGET_ONLY = (config["datasets"]["source"] is None and os.path.normpath(config["data"]["source"]["root"])
+               == os.path.normpath(config["data"]["target"]["root"]))
 if REAL_DATA:
-    for _domain in ("source", "target"):
+    for _domain in ("target",) if TARGET_ONLY else ("source", "target"):
         _root = os.path.normpath(config["data"][_domain]["root"])
         if config["datasets"][_domain] is None or os.path.dirname(_root) != DATA_ROOT:
             raise ValueError(
-                f"with real datasets, datasets.source and datasets.target must both be set and data.{_domain}.root "
+                f"with real datasets, datasets.source and datasets.target must both be set (or datasets.source null "
+                f"with data.source.root the target's folder, to train on the target alone) and data.{_domain}.root "
                 f"({_root}) must be a folder directly under data.root ({DATA_ROOT})"
             )
         PREPARED[os.path.basename(_root)] = config["datasets"][_domain]
