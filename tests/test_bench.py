@@ -115,3 +115,18 @@ def test_gpu_check_script_runs_every_step_on_cpu_with_small_configs(tmp_path):
         assert (tmp_path / "out" / name).stat().st_size > 0
     modes = list(csv.DictReader((tmp_path / "out" / "bench_modes.csv").open()))
     assert {(r["stage"], r["mode"]) for r in modes} >= {("translator", "tf32"), ("evaluate", "bf16+cl")}
+
+
+def test_bench_times_the_semisup_stages_on_hrnet_and_shortens_the_fp32_baseline():
+    raw = yaml.safe_load(TINY_CONFIG.read_text())
+    raw["model"] = {"arch": "hrnet_ocr", "hrnet_size": "tiny", "init": "random"}
+    raw["stages"]["semisup_warmup"]["aux_weight"] = 0.1
+    settings = config_module.validate(raw, str(TINY_CONFIG))
+    rows = run_bench(settings, ["semisup_warmup", "semisup_selftrain"], ["bf16"], torch.device("cpu"),
+                     iterations=2, warmup=1, eval_size=(32, 64), fp32_iterations=1)
+    assert [(r["stage"], r["mode"]) for r in rows] == [(s, m) for s in ("semisup_warmup", "semisup_selftrain")
+                                                      for m in ("fp32", "bf16")]
+    warmup, selftrain = rows[0], rows[2]
+    # No translator: the round's extra cost is the ClassMix forward and backward of the labelled+unlabelled batch.
+    assert 0 < warmup["tflop_per_iter"] < selftrain["tflop_per_iter"]
+    assert warmup["images_per_s"] == pytest.approx(2 / (warmup["ms_median"] / 1000), rel=0.01)  # batch 2
