@@ -16,7 +16,8 @@ from conftest import REPO
 from diga import config as config_module
 
 # Each config file and how the README and the docs use it: a run config on its own, or an overlay after a base.
-BASES = ["config.yaml", "gta5_to_cityscapes.yaml", "synthia_to_cityscapes.yaml", "dg_gta5.yaml"]
+BASES = ["config.yaml", "gta5_to_cityscapes.yaml", "synthia_to_cityscapes.yaml", "dg_gta5.yaml",
+         "semisup_cityscapes.yaml"]
 OVERLAYS = {
     "toycity_seeds.yaml": ["config.yaml"],
     "toycity_v1.yaml": ["config.yaml"],
