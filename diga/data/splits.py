@@ -54,7 +54,7 @@ def partition(stems: list[str], labelled: list[str]) -> tuple[list[str], list[st
 
 
 # ----------------------------------------------------------------------------------------------------------
-# A split's list files, and the settings a semi-supervised stage trains with
+# A split's list files (diga.train.semisup maps the settings a semi-supervised stage trains with)
 # ----------------------------------------------------------------------------------------------------------
 
 _SPLIT_NAME = re.compile(r"1-(?P<denominator>[1-9]\d*)")
